@@ -1,0 +1,23 @@
+"""Backbones: dense language-aligned patch features and text embeddings (SPEC §1)."""
+
+from .base import (
+    Backbone,
+    BackboneError,
+    BackboneSpec,
+    DenseOutput,
+    Preprocessing,
+    available_backbones,
+    create_backbone,
+    register_backbone,
+)
+
+__all__ = [
+    "Backbone",
+    "BackboneError",
+    "BackboneSpec",
+    "DenseOutput",
+    "Preprocessing",
+    "available_backbones",
+    "create_backbone",
+    "register_backbone",
+]

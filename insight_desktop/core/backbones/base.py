@@ -1,0 +1,158 @@
+"""The backbone protocol and the backbone registry.
+
+A backbone turns images into dense, language-aligned patch features ``[B, d, h, w]`` and text
+into vectors ``[N, d]`` in the same space (SPEC §1). Anything that satisfies :class:`Backbone`
+can sit under the concept model; backbones register a factory by short name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily, on the worker thread
+    import torch
+
+
+class BackboneError(RuntimeError):
+    """A backbone or its weights cannot be loaded or used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB uint8 image becomes a normalised float tensor for this backbone.
+
+    ``mode="crop"``: resize the short side to ``crop_size`` (bicubic) and centre-crop
+    ``crop_size``² — used for SAE training and image-level statistics.
+    ``mode="full"``: keep the image size, normalise, zero-pad H and W up to multiples of
+    ``patch_size`` (SPEC §1.1).
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    patch_size: int
+    crop_size: int = 224
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "patch_size": self.patch_size, "crop_size": self.crop_size}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+        return cls(tuple(d["mean"]), tuple(d["std"]), int(d["patch_size"]), int(d.get("crop_size", 224)))
+
+    def resize_crop(self, rgb: np.ndarray, size: int | None = None) -> np.ndarray:
+        """Short side to ``size`` (bicubic), centre crop ``size``×``size``; uint8 in, uint8 out."""
+        from PIL import Image
+
+        size = size or self.crop_size
+        h, w = rgb.shape[:2]
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        img = Image.fromarray(rgb).resize((nw, nh), Image.BICUBIC)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size)))
+
+    def to_tensor(self, rgb: np.ndarray, mode: str = "crop", size: int | None = None) -> "torch.Tensor":
+        """One image → normalised ``[3, H, W]`` float32 tensor (H, W multiples of the patch size)."""
+        import torch
+
+        if mode == "crop":
+            rgb = self.resize_crop(rgb, size)
+        elif mode != "full":
+            raise ValueError(f"unknown preprocessing mode {mode!r}; use 'crop' or 'full'")
+        # A fresh float array: the input may be a read-only view (e.g. a memory-mapped image).
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        x = (x - mean) / std
+        p = self.patch_size
+        ph, pw = (-x.shape[1]) % p, (-x.shape[2]) % p
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=0.0)
+        return x
+
+
+@dataclass(frozen=True)
+class DenseOutput:
+    """Dense outputs for a batch: features ``[B, d, h, w]`` and, if the backbone has one,
+    background logits ``[B, 1, h, w]`` (FOUND head; background where sigmoid ≤ 0.5)."""
+
+    features: "torch.Tensor"
+    background_logits: "torch.Tensor | None" = None
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What the concept model needs from a vision-language encoder."""
+
+    #: stable identifier of architecture + weights, e.g. ``clip-dinoiser/ViT-B-16/laion2b_s34b_b88k/…``
+    id: str
+    #: registry name and options that recreate this backbone (stored in token stores and bundles)
+    spec: "BackboneSpec"
+    feature_dim: int
+    preprocessing: Preprocessing
+    device: "torch.device"
+    #: human-readable notes the user must see (e.g. "running as plain MaskCLIP: no last.pt")
+    notices: tuple[str, ...]
+
+    def dense(self, images: "torch.Tensor") -> DenseOutput: ...
+
+    def dense_features(self, images: "torch.Tensor") -> "torch.Tensor": ...
+
+    def encode_text(self, texts: list[str]) -> "torch.Tensor": ...
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Registry name + JSON-able options; ``create_backbone(spec)`` rebuilds the backbone."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BackboneSpec":
+        return cls(str(d["name"]), dict(d.get("options", {})))
+
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Decorator: register a backbone factory ``factory(device=..., **options) -> Backbone``."""
+
+    def deco(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available_backbones() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create_backbone(spec: BackboneSpec | str, device: str | None = "auto", **options: Any) -> Backbone:
+    """Build a registered backbone from a spec (or a name plus options)."""
+    _load_builtin()
+    if isinstance(spec, str):
+        spec = BackboneSpec(spec, options)
+    elif options:
+        spec = BackboneSpec(spec.name, {**spec.options, **options})
+    try:
+        factory = _REGISTRY[spec.name]
+    except KeyError:
+        raise BackboneError(f"unknown backbone {spec.name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(device=device, **spec.options)
+
+
+def _load_builtin() -> None:
+    # Importing the modules runs their @register_backbone decorators.
+    from . import clip_dinoiser  # noqa: F401

@@ -1,0 +1,134 @@
+"""``insight demo``: the core end to end on a tiny model it builds itself (no downloads).
+
+A tiny, randomly initialised OpenCLIP ViT goes through the real loading path (config file +
+checkpoint + CLIP-DINOiser ``last.pt``); a small Matryoshka SAE is trained on augmented views of
+the bundled sample photos; then one photo is encoded and its concepts are printed with a patch
+map. The model and SAE are cached, so later runs only encode.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .paths import sample_images, user_cache_dir
+
+SHADES = " .:-=+*#%@"
+
+
+def _views(rgb: np.ndarray, n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random resized crops (30–100 % of the area) with horizontal flips."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    views = []
+    for _ in range(n):
+        side = int(min(h, w) * np.sqrt(rng.uniform(0.3, 1.0)))
+        top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = Image.fromarray(rgb[top:top + side, left:left + side]).resize((size, size), Image.BICUBIC)
+        view = np.asarray(crop)
+        views.append(view[:, ::-1].copy() if rng.random() < 0.5 else view)
+    return views
+
+
+def _features(backbone, rgbs: list[np.ndarray], mode: str) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for rgb in rgbs:
+            x = backbone.preprocessing.to_tensor(rgb, mode=mode)[None].to(backbone.device)
+            f = backbone.dense_features(x)[0].float().cpu()
+            out.append(f)
+    return out
+
+
+def prepare(cache: Path, device: str, log) -> tuple:
+    """The tiny backbone and its SAE, built on first use and cached."""
+    from .backbones import create_backbone
+    from .backbones.tiny import build_tiny_openclip
+    from .images import load_image
+    from .sae import ArrayTokenSource, SAEConfig, TrainConfig, group_sizes_from_fractions, load_sae, save_sae, train_sae
+
+    files = build_tiny_openclip(cache / "tiny-openclip", seed=0) if not (cache / "tiny-openclip").exists() else None
+    if files is None:
+        from .backbones.tiny import tiny_model_files
+
+        files = tiny_model_files(cache / "tiny-openclip")
+    backbone = create_backbone("clip-dinoiser", device=device, model=str(files.config_path),
+                               pretrained=str(files.checkpoint_path), dinoiser=str(files.dinoiser_path))
+    sae_path = cache / "sae.safetensors"
+    if sae_path.exists():
+        return backbone, load_sae(sae_path)
+    log("training a small concept dictionary on augmented views of the sample photos…")
+    rng = np.random.default_rng(0)
+    views = [v for p in sample_images() for v in _views(load_image(p), 24, backbone.preprocessing.crop_size, rng)]
+    feats = _features(backbone, views, "crop")
+    tokens = np.concatenate([f.reshape(f.shape[0], -1).T.numpy() for f in feats])
+    d, m = tokens.shape[1], 128
+    sae_config = SAEConfig(d_in=d, n_concepts=m, k=4, group_sizes=group_sizes_from_fractions(m, (0.25, 0.75)))
+    train_config = TrainConfig(lr=2e-3, batch_tokens=2048, epochs=40, threshold_start_step=50,
+                               dead_tokens=20_000, checkpoint_every=0, seed=0)
+    result = train_sae(ArrayTokenSource(tokens, group_size=feats[0].shape[1] * feats[0].shape[2]),
+                       sae_config, train_config, device=device)
+    save_sae(result.sae, sae_path)
+    return backbone, result.sae
+
+
+def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False) -> None:
+    import torch
+
+    from .images import load_image
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr)
+
+    t0 = time.monotonic()
+    cache = user_cache_dir() / "demo" / f"v{__version__}"
+    backbone, sae = prepare(cache, device, log)
+    path = Path(image) if image else sample_images()[0]
+    rgb = load_image(path)
+    # Long side 448 → a patch grid of up to 28 columns.
+    scale = 448 / max(rgb.shape[:2])
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(rgb).resize((round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
+                                                   Image.BICUBIC))
+    f = _features(backbone, [small], "full")[0]
+    d, h, w = f.shape
+    x = f.reshape(d, h * w).T
+    with torch.inference_mode():
+        z = sae.encode(x)
+        x_hat = sae.decode(z)
+    fvu = float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    cos = float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).mean())
+    z = z.numpy()
+    image_vec = z.max(axis=0)
+    top = np.argsort(-image_vec)[:8]
+    top = top[image_vec[top] > 0]
+
+    print(f"Insight Desktop {__version__} — demonstration on a tiny, randomly initialised model")
+    print(f"backbone  {backbone.id} on {backbone.device}")
+    for notice in backbone.notices:
+        print(f"note      {notice}")
+    print(f"SAE       d = {sae.config.d_in}, {sae.config.n_concepts} concepts in levels "
+          f"{list(sae.config.group_sizes)}, k = {sae.config.k}")
+    print(f"image     {path.name}: {rgb.shape[1]}×{rgb.shape[0]} px → {w}×{h} patches")
+    print(f"codes     {np.count_nonzero(z) / z.shape[0]:.1f} active concepts per patch; "
+          f"FVU {fvu:.3f}, cosine(x, x̂) {cos:.3f}")
+    print("\n concept  level  max act  patches")
+    for j in top:
+        print(f" {j:>7}  {sae.config.level_of(int(j)):>5}  {image_vec[j]:>7.3f}  {np.count_nonzero(z[:, j]):>7}")
+    if len(top):
+        j = int(top[0])
+        heat = z[:, j].reshape(h, w) ** 2  # display rule of SPEC §3: square, divide by max
+        heat = heat / heat.max()
+        print(f"\nwhere concept {j} fires (squared activation, one character per patch):")
+        for row in heat:
+            print("  " + "".join(SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] * 2 for v in row))
+    print(f"\ndone in {time.monotonic() - t0:.1f} s. The desktop app and real demo weights come with the next issues.")

@@ -1,0 +1,281 @@
+"""Loading images safely and finding them on disk (numpy + Pillow only; no Qt, no torch).
+
+Every loader returns an H×W×3 ``uint8`` C-contiguous RGB array and raises only
+:class:`ImageLoadError` for a file it cannot use, so callers need a single ``except``.
+
+Conversion rules (documented because they change what the model sees):
+
+* EXIF/XMP orientation is applied, so the array is the image as a viewer shows it.
+* Alpha (RGBA, LA, PA, P or L/RGB with a ``transparency`` key) is composited over white.
+* 16-bit greyscale (``I;16*``) maps 0..65535 to 0..255 by ``round(v / 257)`` (exact at both ends).
+  32-bit ``I`` uses the same rule when every value lies in 0..65535 (how Pillow stores 16-bit
+  data), else its min..max range is stretched to 0..255.  ``F`` (float): values in 0..1 are
+  scaled by 255, values in 0..255 are kept, anything else is min..max stretched; NaN/inf → 0.
+  16-bit-per-channel RGB(A) PNGs are reduced to 8 bits by Pillow itself (high byte).
+* GIF, WebP, TIFF and MPO files with several frames give their first frame.
+
+Decompression bombs: the size in the header is checked against ``max_pixels`` right after
+``Image.open`` (which reads only the header), before any pixel is decoded; anything larger
+raises ImageLoadError.  ``PIL.Image.MAX_IMAGE_PIXELS`` and the warnings filters are never
+changed per call (both are process-global; swapping them is not thread-safe), so Pillow's own
+check still runs first: its DecompressionBombError (over 2 × its global) is wrapped, and its
+DecompressionBombWarning is not relied on, since our check decides either way.  A ``max_pixels``
+above 2 × ``Image.MAX_IMAGE_PIXELS`` only helps if the application raises Pillow's global too.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+#: Pillow's default MAX_IMAGE_PIXELS × 2 (= where Pillow itself raises): ~179 MP, e.g. 16k × 11k.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+# Only these decoders may run, whatever the suffix says: fewer attack surfaces (no EPS →
+# Ghostscript, no exotic plugins), and content decides the format, so a mislabelled file still loads.
+# (Pillow's JPEG opener also returns MPO images, the multi-picture JPEGs of many cameras.)
+_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa"})
+_DIGITS = re.compile(r"(\d+)")
+
+
+class ImageLoadError(Exception):
+    """An image file could not be read or decoded; ``path`` names it, ``reason`` says why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(path, reason)  # args stay (path, reason) so the error pickles
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot load image '{self.path}': {self.reason}"
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode the image file at ``path`` into an H×W×3 uint8 RGB array, or raise ImageLoadError."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageLoadError(path, "is a directory")
+        if not stat.S_ISREG(mode):  # opening a FIFO or a device could block forever
+            raise ImageLoadError(path, "not a regular file")
+        with open(path, "rb") as fh:
+            return _decode(fh, path, max_pixels)
+    except ImageLoadError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
+        raise ImageLoadError(path, _os_reason(exc)) from exc
+
+
+def load_image_bytes(data: bytes, name: str = "<memory>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Like :func:`load_image`, from encoded bytes (drag and drop, clipboard); ``name`` labels errors."""
+    return _decode(io.BytesIO(data), Path(name), max_pixels)
+
+
+def _decode(fh: BinaryIO, path: Path, max_pixels: int) -> np.ndarray:
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    try:
+        if fh.seek(0, os.SEEK_END) == 0:
+            raise ImageLoadError(path, "file is empty")
+        fh.seek(0)
+        with Image.open(fh, formats=_FORMATS) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:  # checked on the header, before decoding anything
+                limit = f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}"
+                raise ImageLoadError(path, f"image is too large: {limit}")
+            if width == 0 or height == 0:
+                raise ImageLoadError(path, f"image has no pixels ({width}x{height})")
+            opened.load()  # full decode here, so truncated or corrupt data fails inside the try
+            return _to_rgb(_oriented(opened, path))
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # any decoder failure, whatever Pillow or a plugin raises
+        raise ImageLoadError(path, _reason(exc)) from exc
+
+
+def _oriented(im: Image.Image, path: Path) -> Image.Image:
+    try:
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(im)
+    except Exception as exc:  # broken metadata must not cost the user a readable image
+        log.debug("ignoring unreadable EXIF orientation in %s: %s", path, exc)
+    return im
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode.startswith("I") or im.mode == "F":
+        grey = _numeric_to_uint8(np.asarray(im), im.mode)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)
+        alpha = rgba[:, :, 3:]
+        # Integer "over white": (c·a + 255·(255 − a)) / 255, rounded; exact for a = 0 and 255.
+        rgb = (rgba[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.array(im, dtype=np.uint8))
+
+
+def _numeric_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    if mode.startswith("I;16") or (mode == "I" and a.size and a.min() >= 0 and a.max() <= 65535):
+        # round(v / 257) in integers: v / 257 == v·255 / 65535 and never ends in exactly .5.
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(f.min()), float(f.max())) if f.size else (0.0, 0.0)
+    if mode == "F" and lo >= 0 and hi <= 1:
+        f = f * 255
+    elif not (mode == "F" and lo >= 0 and hi <= 255):
+        f = (f - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(f)
+    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"image is too large (possible decompression bomb): {exc}"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a supported image file (JPEG, PNG, TIFF, WebP, BMP or GIF expected)"
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode the image"
+    text = str(exc) or type(exc).__name__
+    if "truncated" in text.lower():  # Pillow's many wordings ("Truncated File Read", ...) → one
+        return "file is truncated" + ("" if "image file is truncated" in text.lower() else f" ({text})")
+    return f"corrupt or unsupported image data ({type(exc).__name__}: {text})"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return "file not found"
+    return "permission denied" if isinstance(exc, PermissionError) else (str(exc) or type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What a folder holds: image files, and the non-image files that were passed over."""
+
+    images: tuple[Path, ...]
+    skipped: tuple[Path, ...]
+
+
+def scan_folder(folder: str | os.PathLike, *, recursive: bool = True) -> FolderScan:
+    """Image files under ``folder`` by suffix (any case), in natural order of their relative paths.
+
+    Hidden names ('.' first) are ignored, files and folders alike, and not listed in ``skipped``.
+    Symlinked folders are followed once each, so loops end; unreadable sub-folders are logged and
+    skipped.  A missing ``folder`` raises FileNotFoundError, a file NotADirectoryError (OSErrors).
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"image folder not found: '{root}'")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: '{root}'")
+    images: list[Path]
+    skipped: list[Path]
+    images, skipped = [], []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of each folder visited: no loops, no repeats
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            st = current.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError as exc:
+            if current == root:
+                raise
+            log.warning("skipping unreadable folder %s: %s", current, exc)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = current / entry.name
+            try:
+                if entry.is_dir():
+                    if recursive:
+                        stack.append(path)
+                elif entry.is_file():
+                    (images if path.suffix.lower() in IMAGE_SUFFIXES else skipped).append(path)
+            except OSError:  # vanished or unreadable entry: nothing to list
+                continue
+
+    def key(p: Path) -> tuple:
+        rel = p.relative_to(root)
+        # "img2" before "img10"; re.split puts the digit runs at odd indices, so types line up.
+        split = (_DIGITS.split(part.casefold()) for part in rel.parts)
+        parts = tuple(tuple(int(t) if i % 2 else t for i, t in enumerate(chunks)) for chunks in split)
+        return parts, rel.as_posix()  # the exact string breaks ties, so the order is total
+
+    return FolderScan(tuple(sorted(images, key=key)), tuple(sorted(skipped, key=key)))
+
+
+def find_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """The image files of :func:`scan_folder`, as a list."""
+    return list(scan_folder(folder, recursive=recursive).images)
+
+
+def iter_images(
+    paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike], *,
+    on_error: Callable[[Path, ImageLoadError], None] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield ``(path, image)`` for a folder (searched recursively) or for the given paths, in order.
+
+    A file that cannot be loaded is passed to ``on_error`` and skipped; without ``on_error`` the
+    failures are collected and logged as one warning when iteration ends.  A bad file never
+    stops the iteration (an exception raised by ``on_error`` itself does).
+    """
+    paths = paths_or_folder
+    if isinstance(paths, (str, os.PathLike)):  # one folder (searched recursively) or one file
+        paths = find_images(paths) if Path(paths).is_dir() else [paths]
+    failures: list[ImageLoadError] = []
+    try:
+        for item in paths:
+            path = Path(item)
+            try:
+                image = load_image(path, max_pixels=max_pixels)
+            except ImageLoadError as err:
+                if on_error is None:
+                    failures.append(err)
+                else:
+                    on_error(path, err)
+                continue
+            yield path, image
+    finally:  # also runs when the consumer stops early
+        if failures:
+            log.warning("skipped %d unreadable image(s):\n%s", len(failures), "\n".join(map(str, failures)))
+
+
+def tile_boxes(height: int, width: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(top, left, bottom, right)`` of ``window``-sized tiles every ``stride`` pixels, row-major.
+
+    The last tile of each row/column is aligned to the border so every pixel is covered; a side
+    shorter than ``window`` gets one tile clipped to the image.  ``stride`` may not exceed
+    ``window`` (that would leave gaps).
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    if window <= 0 or not 0 < stride <= window:
+        raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
+
+    def starts(size: int) -> list[int]:  # every stride, plus one flush with the far border
+        last = max(size - window, 0)
+        return sorted({*range(0, last + 1, stride), last})
+
+    return [(t, l, min(t + window, height), min(l + window, width)) for t in starts(height) for l in starts(width)]

@@ -1,0 +1,97 @@
+"""``insight info FILE``: say what a file is and what it holds, without loading a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def describe(path: Path) -> str:
+    """A short human-readable description of a token store, SAE, checkpoint, weights or image."""
+    if not path.exists():
+        raise FileNotFoundError(f"'{path}' does not exist")
+    if path.is_dir():
+        return _describe_dir(path)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _describe_safetensors(path)
+    if suffix in {".pt", ".pth", ".bin", ".ckpt"}:
+        return _describe_torch(path)
+    from .images import IMAGE_SUFFIXES, load_image
+
+    if suffix in IMAGE_SUFFIXES:
+        rgb = load_image(path)
+        return f"image          {path}\nsize           {rgb.shape[1]}×{rgb.shape[0]} px"
+    raise ValueError(f"'{path}': not a file type Insight Desktop knows (token store, .safetensors, .pt, image)")
+
+
+def _describe_dir(path: Path) -> str:
+    from .features import MANIFEST, TokenStore
+
+    if (path / MANIFEST).exists():
+        return TokenStore(path).summary()
+    state = path / "trainer_state.json"
+    if state.exists():
+        s = json.loads(state.read_text())
+        keys = ("step", "total_steps", "epoch", "tokens_seen", "threshold")
+        return "SAE training checkpoint " + str(path) + "\n" + "\n".join(f"{k:<14} {s[k]}" for k in keys if k in s)
+    raise ValueError(f"'{path}' is a folder but neither a token store nor an SAE checkpoint")
+
+
+def _describe_safetensors(path: Path) -> str:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 — safetensors raises several types for damaged files
+        raise ValueError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    lines = [f"safetensors    {path}"]
+    if "insight_sae_config" in meta:
+        cfg = json.loads(meta["insight_sae_config"])
+        ends, total = [], 0
+        for g in cfg["group_sizes"]:
+            total += g
+            ends.append(total)
+        lines = [f"Insight SAE    {path}",
+                 f"architecture   {cfg.get('architecture', '?')}",
+                 f"size           d = {cfg['d_in']}, {cfg['n_concepts']} concepts, k = {cfg['k']}",
+                 f"levels         {len(cfg['group_sizes'])}: sizes {cfg['group_sizes']}, prefix ends {ends}"]
+    n_params = 0
+    for name, shape in sorted(shapes.items()):
+        count = 1
+        for s in shape:
+            count *= s
+        n_params += count
+        lines.append(f"  {name:<12} {list(shape)}")
+    lines.append(f"parameters     {n_params:,}")
+    return "\n".join(lines)
+
+
+def _describe_torch(path: Path) -> str:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — torch raises many types for damaged or unsafe files
+        raise ValueError(f"'{path}' is not a readable (weights-only) torch checkpoint: {exc}") from exc
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        return f"torch file     {path}\ncontent        {type(obj).__name__}"
+    tensors = {k: v for k, v in obj.items() if hasattr(v, "shape")}
+    kind = "torch checkpoint"
+    if any("obj_proj." in k for k in tensors):
+        kind = "CLIP-DINOiser weights (obj_proj + bkg_decoder)"
+    elif {"W_enc", "W_dec", "b_dec"} <= tensors.keys():
+        kind = "dictionary_learning SAE state dict"
+    lines = [f"{kind}\nfile           {path}", f"tensors        {len(tensors)}"]
+    for name in sorted(tensors)[:12]:
+        lines.append(f"  {name:<30} {list(tensors[name].shape)}")
+    if len(tensors) > 12:
+        lines.append(f"  … {len(tensors) - 12} more")
+    return "\n".join(lines)

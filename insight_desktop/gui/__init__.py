@@ -1,0 +1,1 @@
+"""Everything that imports Qt. Talks to the core only through engine objects."""
