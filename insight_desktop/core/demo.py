@@ -50,15 +50,16 @@ def _features(backbone, rgbs: list[np.ndarray], mode: str) -> np.ndarray:
 def prepare(cache: Path, device: str, log) -> tuple:
     """The tiny backbone and its SAE, built on first use and cached."""
     from .backbones import create_backbone
-    from .backbones.tiny import build_tiny_openclip
+    from .backbones.tiny import TINY_MODEL_NAME, TinyModelFiles, build_tiny_openclip
     from .images import load_image
     from .sae import ArrayTokenSource, SAEConfig, TrainConfig, group_sizes_from_fractions, load_sae, save_sae, train_sae
 
-    files = build_tiny_openclip(cache / "tiny-openclip", seed=0) if not (cache / "tiny-openclip").exists() else None
-    if files is None:
-        from .backbones.tiny import tiny_model_files
-
-        files = tiny_model_files(cache / "tiny-openclip")
+    folder = cache / "tiny-openclip"
+    files = TinyModelFiles(folder / f"{TINY_MODEL_NAME}.json", folder / f"{TINY_MODEL_NAME}.safetensors",
+                           folder / "last.pt")
+    if not all(p.exists() for p in (files.config_path, files.checkpoint_path, files.dinoiser_path)):
+        log("building a tiny, randomly initialised OpenCLIP model…")
+        files = build_tiny_openclip(folder, seed=0)
     backbone = create_backbone("clip-dinoiser", device=device, model=str(files.config_path),
                                pretrained=str(files.checkpoint_path), dinoiser=str(files.dinoiser_path))
     sae_path = cache / "sae.safetensors"

@@ -184,9 +184,8 @@ def scan_folder(folder: str | os.PathLike, *, recursive: bool = True) -> FolderS
         raise FileNotFoundError(f"image folder not found: '{root}'")
     if not root.is_dir():
         raise NotADirectoryError(f"not a folder: '{root}'")
-    images: list[Path]
-    skipped: list[Path]
-    images, skipped = [], []
+    images: list[Path] = []
+    skipped: list[Path] = []  # non-image files
     seen: set[tuple[int, int]] = set()  # (device, inode) of each folder visited: no loops, no repeats
     stack = [root]
     while stack:
@@ -271,11 +270,12 @@ def tile_boxes(height: int, width: int, window: int, stride: int) -> list[tuple[
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    if window <= 0 or not 0 < stride <= window:
+    if not 0 < stride <= window:
         raise ValueError(f"need 0 < stride <= window, got window={window}, stride={stride}")
 
     def starts(size: int) -> list[int]:  # every stride, plus one flush with the far border
         last = max(size - window, 0)
         return sorted({*range(0, last + 1, stride), last})
 
-    return [(t, l, min(t + window, height), min(l + window, width)) for t in starts(height) for l in starts(width)]
+    return [(top, left, min(top + window, height), min(left + window, width))
+            for top in starts(height) for left in starts(width)]

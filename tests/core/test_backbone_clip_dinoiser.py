@@ -447,7 +447,7 @@ def test_uncached_pretrained_tag_fails_fast_and_says_how_to_fix(tmp_path):
 
 
 def test_unknown_pretrained_tag_lists_known_tags():
-    with pytest.raises(BackboneError, match="not a known open_clip pretrained tag.*laion2b_s34b_b88k"):
+    with pytest.raises(BackboneError, match="nor a known open_clip pretrained tag.*laion2b_s34b_b88k"):
         create_backbone("clip-dinoiser", device="cpu", model="ViT-B-16", pretrained="no-such-tag")
     with pytest.raises(BackboneError, match="unknown open_clip model"):
         create_backbone("clip-dinoiser", device="cpu", model="No-Such-Model", pretrained="x")
