@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -390,6 +391,8 @@ def _write_bad_dinoiser(files, tmp_path, kind):
         path.write_bytes(data[: len(data) // 2])
     elif kind == "text":
         path.write_text("this is not a checkpoint\n")
+    elif kind == "pickle":  # arbitrary Python objects: refused by weights_only loading
+        torch.save({"model": st, "args": argparse.Namespace(lr=1.0)}, path)
     elif kind == "absent":
         pass
     return path
@@ -397,6 +400,7 @@ def _write_bad_dinoiser(files, tmp_path, kind):
 
 @pytest.mark.parametrize("kind, reason", [
     ("shape", "shape"), ("missing", "missing"), ("truncated", "corrupt"), ("text", "corrupt"), ("absent", "not found"),
+    ("pickle", "weights_only"),
 ])
 def test_bad_dinoiser_file_raises_backbone_error(tiny_model_files, tmp_path, kind, reason):
     path = _write_bad_dinoiser(tiny_model_files, tmp_path, kind)
@@ -406,9 +410,11 @@ def test_bad_dinoiser_file_raises_backbone_error(tiny_model_files, tmp_path, kin
     assert path.name in str(e.value) and reason in str(e.value)
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".bin"])
 def test_truncated_openclip_checkpoint_raises_backbone_error(tiny_model_files, tmp_path, suffix):
-    if suffix == ".pt":
+    if suffix == ".bin":  # a text file under a checkpoint name
+        data = b"this is not a checkpoint\n" * 3
+    elif suffix == ".pt":
         full = tmp_path / "full.pt"
         torch.save(load_file(tiny_model_files.checkpoint_path), full)
         data = full.read_bytes()

@@ -73,7 +73,8 @@ def resolve_model_config(model: str) -> tuple[str, Path | None]:
     builtin = Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
     if builtin.is_file() and json.loads(builtin.read_text(encoding="utf-8")) != cfg:
         raise BackboneError(f"model config file {path.name} has the name of a built-in open_clip model but differs from it; rename the file")
-    open_clip.add_model_config(path)
+    if open_clip.get_model_config(name) != cfg:  # re-adding rescans every config file: skip if current
+        open_clip.add_model_config(path)
     return name, path
 
 
@@ -166,15 +167,26 @@ def create_openclip_model(model_name: str, weights: ResolvedWeights, cache_dir: 
     return model.eval()
 
 
-def _reason(e: BaseException) -> str:
-    """A one-line, human reason for a checkpoint loading failure."""
+def _reason(e: BaseException, unreadable: bool = False) -> str:
+    """A one-line, human reason for a checkpoint loading failure.
+
+    ``unreadable``: the exception came from reading the file itself, so anything not otherwise
+    explained means the file is not a valid checkpoint.
+    """
+    import pickle
+
     text = f"{type(e).__name__}: {e}"
     low = text.lower()
     if "error(s) in loading state_dict" in low or "size mismatch" in low or "missing key" in low:
         return "its keys or tensor shapes do not match the model config — " + _first_lines(str(e), 3)
+    if "weights only load failed" in low or "weights_only" in low:
+        return ("it holds Python objects besides tensors, which torch.load(weights_only=True) refuses for safety; "
+                "save just the state dict (or a .safetensors file)")
     corrupt_markers = ("safetensor", "pytorchstreamreader", "zip archive", "central directory", "unpickl",
                        "invalid load key", "eof", "header", "truncated", "deserializ")
-    if any(m in low for m in corrupt_markers):
+    # Unpickling garbage surfaces as KeyError/IndexError/EOFError/UnpicklingError.
+    garbage = (KeyError, IndexError, EOFError, pickle.UnpicklingError, UnicodeDecodeError)
+    if unreadable or isinstance(e, garbage) or any(m in low for m in corrupt_markers):
         return "the file is truncated, corrupt or not a checkpoint — " + _first_lines(text, 1)
     return _first_lines(text, 2)
 
@@ -204,7 +216,7 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: the file is truncated, corrupt or not a torch checkpoint ({_first_lines(f'{type(e).__name__}: {e}', 1)}) ({path})") from e
+        raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: {_reason(e, unreadable=True)} ({path})") from e
     state = _find_state_dict(ckpt)
     if state is None:
         raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at top level or under 'model'/'state_dict'): {path}")
