@@ -24,6 +24,12 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryI
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates owner-only files; give the result the usual permissions (or keep the old ones).
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -27,6 +27,7 @@ def test_successful_write_replaces(tmp_path):
     atomic_write_json(path, [1, 2])
     atomic_write_json(path, [3])
     assert json.loads(path.read_text()) == [3]
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only mode
 
 
 def test_device_choice():
