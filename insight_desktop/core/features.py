@@ -118,6 +118,22 @@ class TokenStore:
         rec = self.images[i]
         return self._tokens[rec["shard"]][rec["offset"]:rec["offset"] + rec["count"]]
 
+    def image_path(self, i: int) -> Path:
+        """Where image ``i`` was read from (paths are stored relative to the source folder)."""
+        return Path(self.manifest["source"]) / self.images[i]["path"]
+
+    def locate(self, token_ids: np.ndarray) -> np.ndarray:
+        """Global token ids (store order) → [n, 3] int64 (image number, patch row, patch column)."""
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        counts = np.array([rec["count"] for rec in self.images], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        if token_ids.size and (token_ids.min() < 0 or token_ids.max() >= offsets[-1]):
+            raise IndexError(f"token ids must lie in 0..{offsets[-1] - 1}")
+        image = np.searchsorted(offsets, token_ids, side="right") - 1
+        local = token_ids - offsets[image]
+        widths = np.array([rec["grid"][1] for rec in self.images], dtype=np.int64)[image]
+        return np.stack([image, local // widths, local % widths], axis=1)
+
     def image_index(self, i: int) -> np.ndarray:
         rec = self.images[i]
         return self._index[rec["shard"]][rec["offset"]:rec["offset"] + rec["count"]]
@@ -157,15 +173,24 @@ class TokenStore:
         ])
 
 
-def preprocess_for_store(backbone, rgb: np.ndarray, mode: str, size: int):
-    """An image as the store sees it: centre crop at ``size`` or, in full mode, long side ≤ ``size``."""
-    if mode == "full" and max(rgb.shape[:2]) > size:
+def store_view(rgb: np.ndarray, preprocessing, mode: str, size: int) -> np.ndarray:
+    """An image as the store sees it (uint8 RGB): centre crop at ``size``, or in full mode the
+    whole image with its long side at most ``size``. Patch (r, c) of the store covers pixels
+    [r·p, (r+1)·p) × [c·p, (c+1)·p) of this view."""
+    if mode == "crop":
+        return preprocessing.resize_crop(rgb, size)
+    if max(rgb.shape[:2]) > size:
         from PIL import Image
 
         h, w = rgb.shape[:2]
         s = size / max(h, w)
         rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
-    return backbone.preprocessing.to_tensor(rgb, mode=mode, size=size if mode == "crop" else None)
+    return rgb
+
+
+def preprocess_for_store(backbone, rgb: np.ndarray, mode: str, size: int):
+    """The normalised, padded tensor of :func:`store_view`."""
+    return backbone.preprocessing.to_tensor(store_view(rgb, backbone.preprocessing, mode, size), mode="full")
 
 
 def extract_features(

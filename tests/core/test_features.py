@@ -42,6 +42,10 @@ def test_store_holds_exact_features_with_provenance(tmp_path):
         assert (idx[:, 0] == i).all()
         np.testing.assert_array_equal(idx[:, 1], np.repeat(np.arange(4), 4))  # patch rows
         np.testing.assert_array_equal(idx[:, 2], np.tile(np.arange(4), 4))  # patch columns
+        assert store.image_path(i).resolve() == (tmp_path / "imgs" / rec["path"]).resolve()
+    # global token ids (store order) map back to (image, row, col)
+    all_index = np.concatenate([store.image_index(i) for i in range(store.n_images)])
+    np.testing.assert_array_equal(store.locate(np.arange(store.n_tokens)), all_index)
 
 
 def test_float16_store_is_half_the_size_and_close(tmp_path):
