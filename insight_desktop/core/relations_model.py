@@ -1,0 +1,290 @@
+"""The concept relations of SPEC §4 as an immutable value: statistics, parents, display tree, μ.
+
+``Relations`` holds the raw statistics (f, C, D, top tokens and their codes) and derives the rest
+lazily (each derived value is computed once and cached):
+
+* ``d_hat`` — D̂_ij = D_ij / D_ii, the share of concept i's activation mass on tokens where j fires.
+* Parents — j is a parent of i when D̂_ij > τ (i ≠ j). **(ours) The relation is made a DAG:**
+  an edge is dropped only when it lies on a cycle of candidate edges, i.e. when child and parent
+  fall into the same strongly connected component, and then only the edges that point from the
+  more general to the less general concept are dropped. "More general" is the order
+  (f larger, then lower level number, then lower index). For the common case — two concepts that
+  always fire together, D̂_ij > τ and D̂_ji > τ — exactly one edge survives, towards the more
+  frequent concept. Edges outside cycles are all kept, as SPEC §4 asks; the result provably has
+  no cycle (a cycle of kept edges would lie inside one component, where every kept edge goes
+  strictly up the order).
+* Display tree **(ours, SPEC §4)** — each concept hangs under its parent with the largest D̂_ij;
+  ties go to the rarer parent (smaller f), then the lower level number, then the lower index.
+* μ_i — the mean code over concept i's top tokens (divided by the number of top tokens found,
+  at most ``top_n``), as a CSR [m, m].
+
+Files: one safetensors file, arrays plus a JSON metadata entry (see :mod:`.relations_io`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from .relations_codes import DEFAULT_EPS, RelationsError
+
+DEFAULT_TAU = 0.75
+
+
+@dataclass(frozen=True, eq=False)
+class Relations:
+    """Co-occurrence statistics of ``n_concepts`` concepts over ``n_tokens`` tokens, and what follows.
+
+    The arrays and sparse matrices passed in are taken over, not copied, and made read-only.
+    """
+
+    n_concepts: int
+    n_tokens: int
+    group_ends: tuple[int, ...]   # Matryoshka prefix ends; the group of a concept is its level
+    f: np.ndarray                 # int64 [m]: firing counts
+    C: sp.csr_matrix              # int64 [m, m]: C_ij = Σ_t A_i A_j
+    D: sp.csr_matrix              # float64 [m, m]: D_ij = Σ_t z_i A_j
+    top_tokens: np.ndarray        # int64 [m, top_n]: global token ids, best first, −1 padding
+    top_values: np.ndarray        # float32 [m, top_n]: z_i on those tokens, −inf padding
+    top_codes: sp.csr_matrix      # float32 [m·top_n, m]: row i·top_n + r = code of top token r of i
+    tau: float = DEFAULT_TAU
+    eps: float = DEFAULT_EPS
+    provenance: Mapping[str, Any] = field(default_factory=dict)  # store, backbone, SAE, … (JSON-able)
+
+    def __post_init__(self) -> None:
+        m = int(self.n_concepts)
+        object.__setattr__(self, "n_concepts", m)
+        object.__setattr__(self, "n_tokens", int(self.n_tokens))
+        object.__setattr__(self, "group_ends", tuple(int(g) for g in self.group_ends))
+        object.__setattr__(self, "tau", float(self.tau))
+        object.__setattr__(self, "eps", float(self.eps))
+        object.__setattr__(self, "provenance", dict(self.provenance))
+        ends = np.asarray(self.group_ends)
+        if m <= 0 or ends.size == 0 or ends[-1] != m or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
+            raise RelationsError(f"group ends {self.group_ends} must increase strictly up to {m} concepts")
+        f = _frozen(self.f, np.int64, "f", (m,))
+        top_tokens = _frozen(self.top_tokens, np.int64, "top_tokens")
+        if top_tokens.ndim != 2 or top_tokens.shape[0] != m or top_tokens.shape[1] == 0:
+            raise RelationsError(f"top_tokens must have shape [{m}, top_n], not {top_tokens.shape}")
+        top_values = _frozen(self.top_values, np.float32, "top_values", top_tokens.shape)
+        object.__setattr__(self, "f", f)
+        object.__setattr__(self, "top_tokens", top_tokens)
+        object.__setattr__(self, "top_values", top_values)
+        object.__setattr__(self, "C", _frozen_csr(self.C, np.int64, "C", (m, m)))
+        object.__setattr__(self, "D", _frozen_csr(self.D, np.float64, "D", (m, m)))
+        codes = _frozen_csr(self.top_codes, np.float32, "top_codes", (m * top_tokens.shape[1], m))
+        object.__setattr__(self, "top_codes", codes)
+        if np.any((np.diff(codes.indptr) > 0) != (top_tokens.ravel() >= 0)):
+            raise RelationsError("top_codes must hold one non-empty code for every top token and none for padding")
+
+    # --------------------------------------------------------------------------- basics
+    @property
+    def top_n(self) -> int:
+        return self.top_tokens.shape[1]
+
+    def with_tau(self, tau: float) -> "Relations":
+        """The same statistics with another parent threshold (derived values are recomputed)."""
+        return dataclasses.replace(self, tau=tau)
+
+    @cached_property
+    def level(self) -> np.ndarray:
+        """1-based level (Matryoshka group) of every concept, int64 [m]; 1 is the coarsest."""
+        return _frozen(np.searchsorted(np.asarray(self.group_ends), np.arange(self.n_concepts), side="right") + 1,
+                       np.int64, "level")
+
+    @cached_property
+    def frequency(self) -> np.ndarray:
+        """f_i / n_tokens, float64 [m] (0 before any token was seen)."""
+        return _frozen(self.f / max(self.n_tokens, 1), np.float64, "frequency")
+
+    @cached_property
+    def mean_activation(self) -> np.ndarray:
+        """D_ii / f_i — the mean code of concept i where it fires (0 where it never fired)."""
+        return _frozen(np.divide(self._diag, self.f, out=np.zeros(self.n_concepts), where=self.f > 0),
+                       np.float64, "mean_activation")
+
+    @cached_property
+    def _diag(self) -> np.ndarray:
+        return self.D.diagonal().astype(np.float64)
+
+    # ------------------------------------------------------------------------ hierarchy
+    @cached_property
+    def d_hat(self) -> sp.csr_matrix:
+        """D̂_ij = D_ij / D_ii (rows of concepts that never fired are empty), CSR float64."""
+        counts = np.diff(self.D.indptr)
+        diag = np.repeat(self._diag, counts)
+        data = np.divide(self.D.data, diag, out=np.zeros_like(self.D.data), where=diag > 0)
+        return _frozen_csr(sp.csr_matrix((data, self.D.indices, self.D.indptr), shape=self.D.shape),
+                           np.float64, "d_hat", self.D.shape)
+
+    @cached_property
+    def generality_rank(self) -> np.ndarray:
+        """Position of every concept in the order (f, then coarser level, then lower index); larger
+        is more general. Used to break parent cycles deterministically."""
+        m = self.n_concepts
+        order = np.lexsort((-np.arange(m), -self.level, self.f))
+        rank = np.empty(m, dtype=np.int64)
+        rank[order] = np.arange(m)
+        return _frozen(rank, np.int64, "generality_rank")
+
+    @cached_property
+    def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Kept (child, parent, D̂) sorted by child then display preference, and the dropped pairs."""
+        dh = self.d_hat
+        child = np.repeat(np.arange(self.n_concepts, dtype=np.int64), np.diff(dh.indptr))
+        parent = dh.indices.astype(np.int64)
+        sel = (dh.data > self.tau) & (child != parent)
+        child, parent, score = child[sel], parent[sel], dh.data[sel]
+        m = self.n_concepts
+        graph = sp.csr_matrix((np.ones(child.size), (child, parent)), shape=(m, m))
+        _, comp = connected_components(graph, directed=True, connection="strong")
+        rank = self.generality_rank
+        down = (comp[child] == comp[parent]) & (rank[parent] < rank[child])
+        dropped = np.stack([child[down], parent[down]], axis=1)
+        child, parent, score = child[~down], parent[~down], score[~down]
+        order = np.lexsort((parent, self.level[parent], self.f[parent], -score, child))
+        return child[order], parent[order], score[order], dropped
+
+    @cached_property
+    def parent_matrix(self) -> sp.csr_matrix:
+        """Kept parent edges as CSR [m, m] float64: entry (i, j) = D̂_ij when j is a parent of i."""
+        child, parent, score, _ = self._edges
+        mat = sp.csr_matrix((score, (child, parent)), shape=(self.n_concepts, self.n_concepts))
+        mat.sum_duplicates()
+        return _frozen_csr(mat, np.float64, "parent_matrix", mat.shape)
+
+    @cached_property
+    def dropped_edges(self) -> np.ndarray:
+        """(child, parent) pairs with D̂ > τ that were dropped to break cycles, int64 [k, 2]."""
+        return _frozen(self._edges[3], np.int64, "dropped_edges")
+
+    @cached_property
+    def _parent_ptr(self) -> np.ndarray:
+        child = self._edges[0]
+        return np.searchsorted(child, np.arange(self.n_concepts + 1))
+
+    def parents_of(self, i: int) -> list[int]:
+        """All parents of concept ``i``, best first (D̂ descending, ties as in the display tree)."""
+        lo, hi = self._parent_ptr[i], self._parent_ptr[i + 1]
+        return self._edges[1][lo:hi].tolist()
+
+    def parent_scores(self, i: int) -> list[tuple[int, float]]:
+        """``(parent, D̂_i,parent)`` for every parent of ``i``, in :meth:`parents_of` order."""
+        lo, hi = self._parent_ptr[i], self._parent_ptr[i + 1]
+        return list(zip(self._edges[1][lo:hi].tolist(), self._edges[2][lo:hi].tolist()))
+
+    @cached_property
+    def display_parent(self) -> np.ndarray:
+        """The display-tree parent of every concept, int64 [m], −1 for roots."""
+        child, parent, _, _ = self._edges
+        out = np.full(self.n_concepts, -1, dtype=np.int64)
+        first = self._parent_ptr[:-1][np.diff(self._parent_ptr) > 0]
+        out[child[first]] = parent[first]
+        return _frozen(out, np.int64, "display_parent")
+
+    @cached_property
+    def _children(self) -> tuple[np.ndarray, np.ndarray]:
+        dp = self.display_parent
+        kids = np.flatnonzero(dp >= 0)
+        kids = kids[np.argsort(dp[kids], kind="stable")]  # grouped by parent, ascending index inside
+        ptr = np.searchsorted(dp[kids], np.arange(self.n_concepts + 1))
+        return ptr, kids
+
+    def children_of(self, i: int) -> list[int]:
+        """Children of ``i`` in the display tree, ascending concept index."""
+        ptr, kids = self._children
+        return kids[ptr[i]:ptr[i + 1]].tolist()
+
+    @cached_property
+    def roots(self) -> np.ndarray:
+        """Concepts without a parent (display-tree roots), ascending; includes concepts that never fired."""
+        return _frozen(np.flatnonzero(self.display_parent < 0), np.int64, "roots")
+
+    # ------------------------------------------------------------------------------- μ
+    @cached_property
+    def n_top_found(self) -> np.ndarray:
+        """How many top tokens each concept has (≤ top_n), int64 [m]."""
+        return _frozen((self.top_tokens >= 0).sum(axis=1), np.int64, "n_top_found")
+
+    @cached_property
+    def mu(self) -> sp.csr_matrix:
+        """μ_i = mean code over concept i's top tokens, CSR [m, m] float64 (empty rows: never fired)."""
+        m, n = self.n_concepts, self.top_n
+        valid = self.top_tokens.ravel() >= 0
+        rows = np.repeat(np.arange(m), n)[valid]
+        weight = 1.0 / np.repeat(np.maximum(self.n_top_found, 1), n)[valid]
+        averaging = sp.csr_matrix((weight, (rows, np.flatnonzero(valid))), shape=(m, m * n))
+        mu = (averaging @ self.top_codes.astype(np.float64)).tocsr()
+        mu.sum_duplicates()
+        mu.sort_indices()
+        return _frozen_csr(mu, np.float64, "mu", (m, m))
+
+    # ------------------------------------------------------------------------------ files
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Flat arrays and JSON-able metadata; :meth:`from_arrays` inverts it exactly."""
+        from .relations_io import relations_to_arrays
+
+        return relations_to_arrays(self)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> "Relations":
+        from .relations_io import relations_from_arrays
+
+        return relations_from_arrays(arrays, metadata)
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file, written atomically."""
+        from .relations_io import save_relations
+
+        return save_relations(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Relations":
+        """Read a file written by :meth:`save`; :class:`RelationsError` when it is missing or damaged."""
+        from .relations_io import load_relations
+
+        return load_relations(path)
+
+    def summary(self) -> str:
+        alive = int((self.f > 0).sum())
+        n_edges = int(self._edges[0].size)
+        return (f"{self.n_tokens:,} tokens, {alive}/{self.n_concepts} concepts fired, "
+                f"C/D non-zeros {self.D.nnz:,}, {n_edges:,} parent edges (τ = {self.tau}), "
+                f"{int((self.display_parent >= 0).sum())} concepts under a parent, {self.roots.size} roots")
+
+
+def _frozen(arr: Any, dtype, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``arr`` as a contiguous, read-only array of ``dtype`` (converted only when needed).
+
+    Relations takes ownership of the arrays it is given instead of copying them: C, D and the
+    top-token codes can be hundreds of MB. Values cross threads, so nobody may write to them.
+    """
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if shape is not None and out.shape != tuple(shape):
+        raise RelationsError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
+    out.flags.writeable = False
+    return out
+
+
+def _frozen_csr(mat: Any, dtype, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A canonical (sorted, duplicate-free), read-only CSR matrix with ``dtype`` values."""
+    if not sp.issparse(mat):
+        raise RelationsError(f"{name} must be a scipy sparse matrix, not {type(mat).__name__}")
+    if mat.shape != tuple(shape):
+        raise RelationsError(f"{name} has shape {mat.shape}, expected {tuple(shape)}")
+    mat = sp.csr_matrix(mat, dtype=dtype)  # shares the arrays when they already fit
+    try:
+        mat.check_format(full_check=True)
+    except ValueError as exc:
+        raise RelationsError(f"{name} is not a valid CSR matrix: {exc}") from exc
+    mat.sum_duplicates()  # also sorts indices; a no-op for canonical input
+    for arr in (mat.data, mat.indices, mat.indptr):
+        arr.flags.writeable = False
+    return mat
