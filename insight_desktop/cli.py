@@ -243,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_arg(p)
     p.set_defaults(func=cmd_train_sae)
 
-    p = sub.add_parser("info", help="describe a token store, SAE, checkpoint or image")
+    from .cli_model import add_parsers
+
+    add_parsers(sub)
+
+    p = sub.add_parser("info", help="describe a concept model, token store, SAE, checkpoint or image")
     p.add_argument("file")
     p.set_defaults(func=cmd_info)
 
@@ -256,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in model provenance
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -274,20 +280,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_user_facing(exc: BaseException) -> bool:
     """Errors with messages written for users (bad files, devices, full disks), not bugs."""
+    from .core.backbones import BackboneError
+    from .core.bundle import BundleError
     from .core.devices import DeviceError
     from .core.features import FeatureStoreError
     from .core.images import ImageLoadError
+    from .core.naming import NamingError
+    from .core.relations import RelationsError
+    from .core.sae import SAEError
 
-    kinds: list[type] = [DeviceError, FeatureStoreError, ImageLoadError, OSError, ValueError]
-    with contextlib.suppress(ImportError):
-        from .core.backbones import BackboneError
-
-        kinds.append(BackboneError)
-    with contextlib.suppress(ImportError):
-        from .core.sae import SAEError
-
-        kinds.append(SAEError)
-    return isinstance(exc, tuple(kinds))
+    kinds = (BackboneError, BundleError, DeviceError, FeatureStoreError, ImageLoadError, NamingError, RelationsError,
+             SAEError, OSError, ValueError)
+    return isinstance(exc, kinds)
 
 
 if __name__ == "__main__":

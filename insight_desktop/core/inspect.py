@@ -10,9 +10,14 @@ def describe(path: Path) -> str:
     """A short human-readable description of a token store, SAE, checkpoint, weights or image."""
     if not path.exists():
         raise FileNotFoundError(f"'{path}' does not exist")
+    suffix = path.suffix.lower()
+    if (path / "manifest.json").is_file() or suffix == ".zip":
+        from .bundle import ConceptModel
+
+        model = ConceptModel.load(path, eager=False)
+        return model.summary() + "\n" + f"relations      {model.relations.summary()}"
     if path.is_dir():
         return _describe_dir(path)
-    suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _describe_safetensors(path)
     if suffix in {".pt", ".pth", ".bin", ".ckpt"}:
@@ -22,7 +27,8 @@ def describe(path: Path) -> str:
     if suffix in IMAGE_SUFFIXES:
         rgb = load_image(path)
         return f"image          {path}\nsize           {rgb.shape[1]}×{rgb.shape[0]} px"
-    raise ValueError(f"'{path}': not a file type Insight Desktop knows (token store, .safetensors, .pt, image)")
+    raise ValueError(f"'{path}': not a file type Insight Desktop knows (concept model, token store, .safetensors, "
+                     ".pt, image)")
 
 
 def _describe_dir(path: Path) -> str:

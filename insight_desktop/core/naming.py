@@ -43,7 +43,7 @@ from .vocab import _as_float32, _normalise_rows
 
 TAU = 0.75          # SPEC §4: j is a parent of i when D̂_ij > τ
 SCALE = 1.33        # SPEC §5: s = 1.33 · mean_i ‖μ_i‖
-METHODS = ("vanilla", "hierarchy")
+METHODS = ("vanilla", "hierarchy", "release")  # release: names imported from the authors' files
 NAMES_FORMAT = "insight-concept-names"
 NAMES_VERSION = 1
 

@@ -118,17 +118,23 @@ def code_streams(draw):
     token_ids = np.random.default_rng(draw(st.integers(0, 2**16))).permutation(1000)[:n].astype(np.int64)
     cuts = sorted(set(draw(st.lists(st.integers(0, n), max_size=6))))
     top_n = draw(st.integers(1, 6))
-    return z, token_ids, cuts, top_n
+    # Storage settings change only memory and speed: exercise chunking, pending levels, flushes
+    # into the row-blocked main matrix, and the plain "everything in one chunk" path.
+    options = {"chunk_tokens": draw(st.sampled_from([1, 4, 1 << 16])), "row_blocks": draw(st.sampled_from([1, 3, 32])),
+               "min_flush_nnz": draw(st.sampled_from([0, 20, 1 << 22])), "flush_ratio": draw(st.sampled_from([0.5, 2.0]))}
+    return z, token_ids, cuts, top_n, options
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(code_streams())
 def test_statistics_top_tokens_and_mu_equal_brute_force(stream):
-    z, token_ids, cuts, top_n = stream
+    z, token_ids, cuts, top_n, options = stream
     n, m = z.shape
     bounds = [0, *cuts, n]
-    batches = [(SparseCodes.from_dense(z[a:b]), token_ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    rel = compute_relations_from_codes(batches, m, (m,), top_n=top_n)
+    acc = RelationsAccumulator(m, top_n=top_n, **options)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.update(SparseCodes.from_dense(z[a:b]), token_ids[a:b])
+    rel = acc.to_relations((m,), release=bool(n % 2))
     ref = brute_force(z, token_ids, top_n)
     assert rel.n_tokens == n
     np.testing.assert_array_equal(rel.f, ref["f"])
@@ -301,21 +307,26 @@ def test_resume_from_state_dict_is_bit_identical(tmp_path):
 
     codes, m = _random_codes(0), 30
     cuts = list(range(0, codes.n_tokens + 1, 50))
-    whole = RelationsAccumulator(m, top_n=7)
+    options = {"chunk_tokens": 100, "min_flush_nnz": 1, "flush_ratio": 2.0, "row_blocks": 4}  # all storage paths used
+    whole = RelationsAccumulator(m, top_n=7, **options)
     for a, b in zip(cuts[:-1], cuts[1:]):
         whole.update(codes.rows(a, b), np.arange(a, b))
-    first = RelationsAccumulator(m, top_n=7)
+    first = RelationsAccumulator(m, top_n=7, **options)
     for a, b in zip(cuts[:7], cuts[1:8]):
         first.update(codes.rows(a, b), np.arange(a, b))
-    save_file(first.state_dict(), tmp_path / "state.safetensors")
-    resumed = RelationsAccumulator(m, top_n=7)
+    state = first.state_dict()
+    assert state["pairs.levels"][0] >= 1 and state["pairs.buffer.indices"].size > 0
+    assert sum(state[f"pairs.main.{b}.C"].size for b in range(4)) > 0
+    save_file(state, tmp_path / "state.safetensors")
+    resumed = RelationsAccumulator(m, top_n=7, **options)
     resumed.load_state_dict(load_file(tmp_path / "state.safetensors"))
     for a, b in zip(cuts[7:-1], cuts[8:]):
         resumed.update(codes.rows(a, b), np.arange(a, b))
-    assert_same_relations(whole.to_relations((m,)), resumed.to_relations((m,)), exact=True)
+    assert_same_relations(whole.to_relations((m,)), resumed.to_relations((m,), release=True), exact=True)
+    assert_same_relations(whole.to_relations((m,)), whole.to_relations((m,)), exact=True)  # results don't consume
     with pytest.raises(RelationsError, match="top_n"):
-        RelationsAccumulator(m, top_n=8).load_state_dict(first.state_dict())
-    broken = first.state_dict()
+        RelationsAccumulator(m, top_n=8).load_state_dict(state)
+    broken = dict(state)
     del broken["f"]
     with pytest.raises(RelationsError, match="'f'"):
         RelationsAccumulator(m, top_n=7).load_state_dict(broken)
