@@ -3,9 +3,15 @@
 This module is the entry point; the parts live next to it:
 
 * :mod:`.relations_codes` — :class:`SparseCodes` (CSR codes of a batch), :class:`RelationsError`;
-* :mod:`.relations_accumulate` — :class:`RelationsAccumulator`, sparse streaming statistics;
+* :mod:`.relations_accumulate` — :class:`RelationsAccumulator`, sparse streaming statistics, built
+  from :mod:`.relations_pairs` (C and D, memory ∝ non-zeros) and :mod:`.relations_top` (top
+  tokens per concept with their codes);
 * :mod:`.relations_model` — :class:`Relations`, parents (a DAG), display tree, μ;
-* :mod:`.relations_io` — the safetensors file format.
+* :mod:`.relations_io` — the safetensors file format, written array by array.
+
+Checkpoints: ``checkpoint_dir/relations_state.safetensors`` holds the accumulator's arrays and, in
+the file's metadata, the counters as JSON (tokens and images done, a digest of those images,
+the SAE fingerprint and settings), so one atomic rename commits both together.
 
 Stopping: when ``should_stop()`` returns true, :func:`compute_relations` saves its checkpoint
 (if it has a ``checkpoint_dir``) and **returns None**; calling it again with the same

@@ -118,9 +118,10 @@ class Relations:
     @cached_property
     def d_hat(self) -> sp.csr_matrix:
         """D̂_ij = D_ij / D_ii (rows of concepts that never fired are empty), CSR float64."""
-        counts = np.diff(self.D.indptr)
-        diag = np.repeat(self._diag, counts)
-        data = np.divide(self.D.data, diag, out=np.zeros_like(self.D.data), where=diag > 0)
+        diag = self._diag.copy()
+        diag[diag <= 0] = np.inf  # never-fired concepts have empty rows; guard hand-made data anyway
+        data = np.repeat(diag, np.diff(self.D.indptr))
+        np.divide(self.D.data, data, out=data)  # in place: one nnz-sized array, not two
         return _frozen_csr(sp.csr_matrix((data, self.D.indices, self.D.indptr), shape=self.D.shape),
                            np.float64, "d_hat", self.D.shape)
 
@@ -138,10 +139,11 @@ class Relations:
     def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Kept (child, parent, D̂) sorted by child then display preference, and the dropped pairs."""
         dh = self.d_hat
-        child = np.repeat(np.arange(self.n_concepts, dtype=np.int64), np.diff(dh.indptr))
-        parent = dh.indices.astype(np.int64)
-        sel = (dh.data > self.tau) & (child != parent)
-        child, parent, score = child[sel], parent[sel], dh.data[sel]
+        sel = np.flatnonzero(dh.data > self.tau)  # few: index arrays over all nnz would be large
+        child = np.searchsorted(dh.indptr, sel, side="right") - 1
+        parent = dh.indices[sel].astype(np.int64)
+        off_diag = child != parent
+        child, parent, score = child[off_diag], parent[off_diag], dh.data[sel[off_diag]]
         m = self.n_concepts
         graph = sp.csr_matrix((np.ones(child.size), (child, parent)), shape=(m, m))
         _, comp = connected_components(graph, directed=True, connection="strong")

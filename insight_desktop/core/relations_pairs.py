@@ -25,6 +25,9 @@ it is, so a resumed pass ends bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
@@ -32,6 +35,28 @@ import scipy.sparse as sp
 
 from .relations_codes import RelationsError, SparseCodes
 from .relations_io import LazyTensor
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc only; absent on musl
+    except (OSError, AttributeError):
+        return None
+
+
+def return_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    Merging replaces matrices of a few MB to a few hundred MB. glibc serves the smaller ones
+    from its heap and keeps the holes they leave mapped, which at the reference size adds a few
+    hundred MB of *free* memory to the resident size of the pass.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _empty(rows: int, cols: int) -> sp.csr_matrix:
@@ -47,8 +72,8 @@ def _row_slice(x: sp.csr_matrix, r0: int, r1: int) -> sp.csr_matrix:
 class PairSums:
     """``D + 1j·C`` accumulated over chunks of sparse codes (see the module docstring)."""
 
-    def __init__(self, n_concepts: int, *, chunk_tokens: int = 65536, row_blocks: int = 32,
-                 flush_ratio: float = 0.5, min_flush_nnz: int = 1 << 22):
+    def __init__(self, n_concepts: int, *, chunk_tokens: int = 32768, row_blocks: int = 32,
+                 flush_ratio: float = 0.25, min_flush_nnz: int = 1 << 22):
         self.n_concepts = m = int(n_concepts)
         self.chunk_tokens, self.flush_ratio, self.min_flush_nnz = int(chunk_tokens), float(flush_ratio), int(min_flush_nnz)
         self.bounds = np.linspace(0, m, max(1, min(int(row_blocks), m)) + 1).round().astype(np.int64)
@@ -86,6 +111,7 @@ class PairSums:
         if sum(p.nnz for p in self._pending) >= max(self.flush_ratio * self.main_nnz, self.min_flush_nnz):
             self._fold(self._pending, replace=True)
             self._pending = []
+        return_free_memory()
 
     def _fold(self, parts: list[sp.csr_matrix], replace: bool) -> list[sp.csr_matrix]:
         """Main blocks plus ``parts``, block by block; stored back when ``replace``."""
@@ -133,6 +159,7 @@ class PairSums:
             blocks[b] = x = None
             if release:
                 self._main[b] = None
+                return_free_memory()  # the block's memory, before the next block's copy needs pages
         shape = (m, m)
         return sp.csr_matrix((c_data, indices, indptr), shape=shape), sp.csr_matrix((d_data, indices, indptr), shape=shape)
 

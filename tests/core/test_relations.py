@@ -154,7 +154,10 @@ def test_statistics_top_tokens_and_mu_equal_brute_force(stream):
                                                               out=np.zeros(m), where=ref["f"] > 0))
 
 
-def test_many_small_batches_equal_one_big_batch_and_pool_compaction():
+def test_many_small_batches_equal_one_big_batch_and_pool_compaction(monkeypatch):
+    from insight_desktop.core import relations_top
+
+    monkeypatch.setattr(relations_top, "_MIN_POOL", 16)  # compact the shared code pool often
     rng = np.random.default_rng(1)
     n, m, k = 3000, 40, 5
     idx = np.argsort(rng.random((n, m)), axis=1)[:, :k]

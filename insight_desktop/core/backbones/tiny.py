@@ -8,6 +8,7 @@ loading path as ViT-B/16 — only the numbers are random.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,12 @@ def build_tiny_openclip(
     # fork_rng: seeding must not disturb the caller's global random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = open_clip.create_model(TINY_MODEL_NAME, pretrained=None, device="cpu")
+        # open_clip warns that no pretrained weights were loaded: random weights are the point here.
+        logging.disable(logging.WARNING)
+        try:
+            model = open_clip.create_model(TINY_MODEL_NAME, pretrained=None, device="cpu")
+        finally:
+            logging.disable(logging.NOTSET)
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             for name, p in model.named_parameters():
