@@ -34,13 +34,13 @@ def batch_topk_indices(a: torch.Tensor, k: int) -> torch.Tensor:
         # Small problems: plain topk is fast enough and simplest.
         vals, idx = flat.topk(min(n_keep, flat.numel()), sorted=False)
         return torch.sort(idx[vals > 0]).values
-    cut = _guess_cutoff(flat, n_keep)
-    while True:
+    guess = _guess_cutoff(flat, n_keep)
+    # Too few entries above the guess (an unlucky sample): retry at half of it, then at zero
+    # (all positive entries), which always holds the answer.
+    for cut in (guess, guess * 0.5, torch.zeros_like(guess)):
         cand = torch.nonzero(flat > cut).squeeze(1)
-        if cand.numel() >= n_keep or cut <= 0:
+        if cand.numel() >= n_keep:
             break
-        # Too few above the guess: retry lower (rare; happens when the sample was unlucky).
-        cut = torch.where(cut > 0, cut * 0.5 - 1e-12, torch.zeros_like(cut))
     if cand.numel() > n_keep:
         _, pos = flat[cand].topk(n_keep, sorted=False)
         cand = torch.sort(cand[pos]).values
