@@ -30,7 +30,7 @@ def cmd_build_model(args) -> int:
     for notice in backbone.notices:
         print(f"note: {notice}", file=sys.stderr)
     with graceful_interrupt() as stop, tqdm(total=1.0, disable=args.quiet, unit="",
-                                            bar_format="{desc:<12} {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
+                                            bar_format="{desc:<11} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]") as bar:
         current = {"stage": None}
 
         def progress(p):
