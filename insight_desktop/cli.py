@@ -243,9 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_arg(p)
     p.set_defaults(func=cmd_train_sae)
 
-    from .cli_model import add_parsers
+    from .cli_analyze import add_parsers as add_analyze_parsers
+    from .cli_model import add_parsers as add_model_parsers
 
-    add_parsers(sub)
+    add_model_parsers(sub)
+    add_analyze_parsers(sub)
 
     p = sub.add_parser("info", help="describe a concept model, token store, SAE, checkpoint or image")
     p.add_argument("file")

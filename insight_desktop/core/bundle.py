@@ -38,6 +38,7 @@ RELATIONS_FILE = "relations.safetensors"
 NAMES_FILE = "names.json"
 THUMBNAILS_DIR = "thumbnails"
 HASHED_PARTS = (SAE_FILE, RELATIONS_FILE)
+PROBE_FILE = "probe.safetensors"  # optional: concept-bottleneck probe, see add_probe()
 
 
 class BundleError(RuntimeError):
@@ -234,6 +235,11 @@ class ConceptModel:
     def n_concepts(self) -> int:
         return self.sae_config.n_concepts
 
+    @cached_property
+    def probe(self):
+        """The optional concept-bottleneck probe: ``(W [C, m] float32 read-only, class names)`` or None."""
+        return _read_probe(self) if self._parts.exists(PROBE_FILE) else None
+
     # -- compatibility -----------------------------------------------------------------------
     def check_backbone(self, backbone) -> None:
         """Raise :class:`BundleIncompatibleError` unless ``backbone`` is the one this model was built on."""
@@ -324,3 +330,67 @@ def write_bundle(out: str | os.PathLike, *, backbone: Mapping[str, Any], sae, re
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# -- optional part: the concept-bottleneck probe (SPEC §6a) ------------------------------------
+def _read_probe(model: ConceptModel):
+    import numpy as np
+
+    where = f"'{model.path}/{PROBE_FILE}'"
+    arrays, meta = safetensors_bytes.load_numpy(model._parts.read(PROBE_FILE), where, BundleIntegrityError)
+    try:
+        W = arrays["W"].astype(np.float32)
+        names = tuple(str(n) for n in json.loads(meta["class_names"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleIntegrityError(f"{where} is not a probe (needs tensor 'W' and class_names metadata): {exc}") from exc
+    if W.ndim != 2 or W.shape != (len(names), model.n_concepts):
+        raise BundleIncompatibleError(f"{where}: W has shape {W.shape}, expected [{len(names)} classes, "
+                                      f"{model.n_concepts} concepts]")
+    W.flags.writeable = False
+    return W, names
+
+
+def add_probe(bundle: str | os.PathLike, W, class_names, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Store a probe (``W`` [C, m], one name per class) in a bundle folder or zip, atomically.
+
+    The part's hash goes into the manifest, so loading verifies it like the other parts. A folder
+    gets the probe file first and the manifest second (a crash in between leaves the old,
+    still-valid manifest); a zip is rewritten whole into a temporary file and renamed. An
+    existing probe is replaced. Close ConceptModels open on a zip bundle first (Windows cannot
+    replace an open file); models loaded before do not see the new probe: load the bundle again.
+    """
+    import numpy as np
+
+    from .fileio import atomic_write_bytes
+
+    path = Path(bundle)
+    parts = _Parts(path)
+    try:
+        manifest = json.loads(parts.read(MANIFEST))
+        m = int(manifest["sae"]["n_concepts"])
+    except (KeyError, TypeError, ValueError) as exc:
+        parts.close()
+        raise BundleIntegrityError(f"'{path}': cannot read the manifest to add a probe: {exc}") from exc
+    W = np.ascontiguousarray(np.asarray(W, dtype=np.float32))
+    names = [str(n) for n in class_names]
+    if W.ndim != 2 or W.shape != (len(names), m):
+        parts.close()
+        raise ValueError(f"probe W must have shape [{len(names)} classes, {m} concepts], not {W.shape}")
+    meta = {"class_names": json.dumps(names), "insight_probe": json.dumps(dict(metadata or {}))}
+    data = safetensors_bytes.dump_numpy({"W": W}, meta)
+    manifest["files"] = {**manifest.get("files", {}), PROBE_FILE: sha256_bytes(data)}
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    try:
+        if parts._zip is None:
+            atomic_write_bytes(path / PROBE_FILE, data)
+            atomic_write_bytes(path / MANIFEST, manifest_bytes)
+            return path
+        members = {name: parts.read(name) for name in sorted(parts._names) if not name.endswith("/")}
+    finally:
+        parts.close()
+    members.update({PROBE_FILE: data, MANIFEST: manifest_bytes})
+    with atomic_output(path) as fh, zipfile.ZipFile(fh, "w") as zf:
+        for name, blob in members.items():
+            compress = zipfile.ZIP_STORED if name.endswith((".jpg", ".safetensors")) else zipfile.ZIP_DEFLATED
+            zf.writestr(name, blob, compress_type=compress)
+    return path

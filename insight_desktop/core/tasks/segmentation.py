@@ -1,0 +1,273 @@
+"""Open-vocabulary segmentation explained concept by concept (SPEC §6).
+
+Per pixel ``p`` (after bilinear upsampling of the patch codes):
+``x̂(p) = z(p) W_dec + b_dec``, ``logit_c(p) = 100 · ⟨x̂(p)/‖x̂(p)‖, t_c⟩``, softmax over classes.
+
+**Cheap and exact.** Bilinear weights sum to 1 and decoding is linear, so upsampling ``z`` and
+then decoding equals decoding on the grid and then upsampling ``x̂``. The numerator
+``⟨x̂(p), t_c⟩`` is therefore the upsampled grid map ``A_c = x̂ t_cᵀ`` (C maps, not m), and
+``‖x̂(p)‖²`` is an exact quadratic form in the four bilinear weights over the grid's neighbour
+Gram matrix (:class:`.resample.NeighbourGram`). Nothing of size ``m`` or ``d`` is ever made per
+pixel; per-pixel work runs in blocks of rows.
+
+**Exact explanations.** With ``S_jc = ⟨W_dec[j], t_c⟩``, ``⟨x̂(p), t_c⟩ = Σ_j z_j(p) S_jc +
+⟨b_dec, t_c⟩``, so concept ``j`` contributes ``100 · z_j(p) S_jc / ‖x̂(p)‖`` to ``logit_c(p)``
+and the bias ``100 ⟨b_dec, t_c⟩ / ‖x̂(p)‖`` the rest. A segment's contribution is the sum over
+its pixels; ``z_j(p)`` is linear in the grid codes, so that sum is ``100 · S_jc · Σ_q z_j(q) U_c(q)``
+with ``U_c`` the adjoint upsampling of ``1[p ∈ segment] / ‖x̂(p)‖`` — one sparse product per
+class. Contributions plus bias add up to the summed logit.
+
+**Background (FOUND, SPEC §1.4).** With the backbone's background logits (upsampled the same
+way), a pixel is background when ``sigmoid(logit) ≤ 0.5`` and its largest class probability is
+below δ = 0.99; background gets the extra label ``C``.
+
+**Opaque reference.** The same prediction from the raw backbone features ``x(p)`` instead of
+``x̂(p)``, for comparison (with a lossless SAE the two agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .codes import ConceptContribution, PatchCodes, ranked_contributions
+from .resample import CHUNK_PIXELS, GridSampler, NeighbourGram
+
+#: CLIP's logit scale
+LOGIT_SCALE = 100.0
+#: FOUND: background only where no class is at least this sure
+BACKGROUND_DELTA = 0.99
+BACKGROUND_NAME = "background"
+_TINY = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """One predicted region (all pixels with one label) and why it got that label.
+
+    ``logit_sum`` = Σ over its pixels of ``logit_c(p)`` (concept path) = Σ ``contributions`` +
+    ``bias``. The background segment has no concept explanation (the FOUND head is opaque).
+    """
+
+    label: int
+    name: str
+    pixels: int
+    logit_sum: float
+    bias: float
+    contributions: tuple[ConceptContribution, ...]
+
+    @property
+    def mean_logit(self) -> float:
+        return self.logit_sum / self.pixels if self.pixels else 0.0
+
+
+@dataclass(frozen=True)
+class PixelExplanation:
+    """``logit`` of class ``class_index`` at pixel (y, x) = Σ ``contributions`` + ``bias``."""
+
+    y: int
+    x: int
+    label: int
+    class_index: int
+    logit: float
+    bias: float
+    contributions: tuple[ConceptContribution, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationResult:
+    """Labels ``[H, W]`` (index into ``class_names``; ``background_label`` if FOUND was used),
+    the largest class probability per pixel, the opaque path's labels, and per-segment
+    explanations. Grid-level data (codes, Gram, ``S``) is kept so that pixels can be explained
+    and contribution maps drawn later without the model."""
+
+    class_names: tuple[str, ...]
+    background_label: int | None
+    labels: np.ndarray
+    max_probability: np.ndarray
+    opaque_labels: np.ndarray
+    segments: tuple[Segment, ...]
+    codes: PatchCodes
+    concepts: np.ndarray          # int64 [n]: the concepts active in the image, ascending
+    concept_names: tuple[str, ...]
+    similarity: np.ndarray        # float64 [n, C]: S_jc = ⟨W_dec[j], t_c⟩
+    bias_similarity: np.ndarray   # float64 [C]: ⟨b_dec, t_c⟩
+    gram: NeighbourGram
+    sampler: GridSampler
+
+    @property
+    def n_classes(self) -> int:
+        return self.similarity.shape[1]
+
+    @property
+    def agreement(self) -> float:
+        """Share of pixels where the concept path and the opaque path give the same label."""
+        return float(np.count_nonzero(self.labels == self.opaque_labels)) / max(self.labels.size, 1)
+
+    def segment(self, label: int) -> Segment | None:
+        return next((s for s in self.segments if s.label == label), None)
+
+    def explain_pixel(self, y: int, x: int, class_index: int | None = None, top: int | None = None) -> PixelExplanation:
+        """Exact decomposition of ``logit_c(p)``; ``c`` defaults to the pixel's label (or the best
+        class if the pixel is background)."""
+        if not (0 <= y < self.labels.shape[0] and 0 <= x < self.labels.shape[1]):
+            raise IndexError(f"pixel ({y}, {x}) lies outside the {self.labels.shape[0]}×{self.labels.shape[1]} image")
+        corners = _corners(self.sampler, y, x)
+        z = np.zeros(self.concepts.size)
+        for q, weight in corners:
+            lo, hi = self.codes.indptr[q], self.codes.indptr[q + 1]
+            np.add.at(z, np.searchsorted(self.concepts, self.codes.indices[lo:hi]), weight * self.codes.values[lo:hi])
+        norm = max(np.sqrt(_norm_sq_at(self.sampler, self.gram, y, x)), _TINY)
+        logits = (z @ self.similarity + self.bias_similarity) * LOGIT_SCALE / norm
+        label = int(self.labels[y, x])
+        c = int(class_index) if class_index is not None else (label if label < self.n_classes else int(np.argmax(logits)))
+        contrib = LOGIT_SCALE * z * self.similarity[:, c] / norm
+        bias = LOGIT_SCALE * self.bias_similarity[c] / norm
+        return PixelExplanation(y, x, label, c, float(contrib.sum() + bias), float(bias),
+                                ranked_contributions(self.concepts, contrib, self.concept_names, top))
+
+    def contribution_map(self, concept: int, class_index: int) -> np.ndarray:
+        """``100 · z_j(p) S_jc / ‖x̂(p)‖`` for every pixel, float32 [H, W] (one map, in row blocks)."""
+        pos = int(np.searchsorted(self.concepts, concept))
+        out = np.zeros(self.labels.shape, dtype=np.float32)
+        if pos >= self.concepts.size or self.concepts[pos] != concept:
+            return out  # the concept does not fire in this image: it contributes nothing
+        hz = self.sampler.horizontal(self.codes.maps([concept]))
+        hn = self.sampler.norm_sq_horizontal(self.gram)
+        scale = LOGIT_SCALE * self.similarity[pos, class_index]
+        for rows in self.sampler.row_chunks():
+            norm = np.sqrt(np.maximum(self.sampler.norm_sq(hn, rows), _TINY))
+            out[rows] = scale * self.sampler.vertical(hz, rows)[0] / norm
+        return out
+
+
+def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_rows: np.ndarray,
+            concepts: np.ndarray, b_dec: np.ndarray, text: np.ndarray, class_names: Sequence[str],
+            sampler: GridSampler, *, background_logits: np.ndarray | None = None, concept_names: Any = None,
+            delta: float = BACKGROUND_DELTA, chunk_pixels: int = CHUNK_PIXELS) -> SegmentationResult:
+    """Segment the output of ``sampler`` (usually the original image) into ``class_names``.
+
+    ``x_hat`` / ``features``: SAE reconstruction and raw backbone features on the grid, [h·w, d];
+    ``decoder_rows`` [n, d]: ``W_dec`` rows of ``concepts`` (ascending, a superset of the concepts
+    active in ``codes``); ``text`` [C, d]: unit class embeddings; ``background_logits`` [h, w]
+    or None; ``concept_names``: names of ``concepts`` (sequence) or a function ``id → name``.
+    """
+    h, w = codes.grid
+    concepts = np.asarray(concepts, dtype=np.int64)
+    if np.any(np.diff(concepts) <= 0) or not np.isin(codes.active_concepts(), concepts).all():
+        raise ValueError("concepts must be ascending and include every concept active in the codes")
+    if sampler.grid != (h, w):
+        raise ValueError(f"sampler grid {sampler.grid} does not match the codes' grid {(h, w)}")
+    text = np.asarray(text, dtype=np.float64)
+    n_classes = text.shape[0]
+    if len(class_names) != n_classes:
+        raise ValueError(f"{len(class_names)} class names for {n_classes} text embeddings")
+    d = text.shape[1]
+    x_hat = np.asarray(x_hat, dtype=np.float64).reshape(h, w, d)
+    features = np.asarray(features, dtype=np.float64).reshape(h, w, d)
+    gram = NeighbourGram.of(x_hat)
+    concept_path = _Path(sampler, (x_hat @ text.T).transpose(2, 0, 1), gram)
+    opaque_path = _Path(sampler, (features @ text.T).transpose(2, 0, 1), NeighbourGram.of(features))
+    hbg = sampler.horizontal(np.asarray(background_logits, np.float32).reshape(1, h, w)) if background_logits is not None else None
+
+    n_labels = n_classes + (hbg is not None)
+    dtype = np.uint8 if n_labels <= 256 else np.uint16
+    labels = np.empty(sampler.out, dtype=dtype)
+    opaque = np.empty(sampler.out, dtype=dtype)
+    max_prob = np.empty(sampler.out, dtype=np.float32)
+    acc = np.zeros((n_classes, h + 1, sampler.out[1]))  # adjoint of 1[p ∈ segment c] / ‖x̂(p)‖
+    logit_sum, inv_norm_sum = np.zeros(n_classes), np.zeros(n_classes)
+    pixels = np.zeros(n_labels, dtype=np.int64)
+    for rows in sampler.row_chunks(chunk_pixels):
+        bg = sampler.vertical(hbg, rows)[0] <= 0 if hbg is not None else None  # sigmoid ≤ 0.5
+        logits, inv_norm = concept_path.logits(rows)
+        lab, prob = _labels(logits, bg, delta, n_classes)
+        labels[rows], max_prob[rows] = lab, prob
+        opaque[rows] = _labels(opaque_path.logits(rows)[0], bg, delta, n_classes)[0]
+        pixels += np.bincount(lab.ravel(), minlength=n_labels)
+        u = np.zeros((n_classes, *lab.shape))
+        for c in range(n_classes):
+            mask = lab == c
+            u[c][mask] = inv_norm[mask]
+            logit_sum[c] += logits[c][mask].sum(dtype=np.float64)
+        inv_norm_sum += u.sum(axis=(1, 2))
+        sampler.adjoint_rows(u, rows, acc)
+
+    weights = sampler.adjoint_finish(acc).reshape(n_classes, h * w)     # [C, h·w]
+    z_weighted = (codes.to_scipy().T @ weights.T)[concepts]             # [n, C]: Σ_q z_j(q) U_c(q)
+    similarity = np.asarray(decoder_rows, dtype=np.float64) @ text.T     # S [n, C]
+    bias_similarity = np.asarray(b_dec, dtype=np.float64) @ text.T
+    contributions = LOGIT_SCALE * similarity * z_weighted
+    names = tuple(_names(concept_names, concepts))
+    class_names = tuple(class_names) + ((BACKGROUND_NAME,) if hbg is not None else ())
+    segments = []
+    for label in np.flatnonzero(pixels):
+        if label == n_classes:
+            segments.append(Segment(int(label), BACKGROUND_NAME, int(pixels[label]), 0.0, 0.0, ()))
+            continue
+        segments.append(Segment(int(label), class_names[label], int(pixels[label]), float(logit_sum[label]),
+                                float(LOGIT_SCALE * bias_similarity[label] * inv_norm_sum[label]),
+                                ranked_contributions(concepts, contributions[:, label], names)))
+    for arr in (labels, opaque, max_prob, similarity, bias_similarity, concepts):
+        arr.flags.writeable = False
+    return SegmentationResult(class_names, n_classes if hbg is not None else None, labels, max_prob, opaque,
+                              tuple(segments), codes, concepts, names, similarity, bias_similarity, gram, sampler)
+
+
+class _Path:
+    """Per-pixel logits from grid maps ``A_c = ⟨v(q), t_c⟩`` and the Gram of the vectors ``v``."""
+
+    def __init__(self, sampler: GridSampler, numerators: np.ndarray, gram: NeighbourGram):
+        self.sampler = sampler
+        self.hnum = sampler.horizontal(numerators.astype(np.float32))
+        self.hnorm = sampler.norm_sq_horizontal(gram)
+
+    def logits(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(logits [C, r, W] float32, 1/‖v(p)‖ [r, W] float32)."""
+        inv_norm = (1.0 / np.sqrt(np.maximum(self.sampler.norm_sq(self.hnorm, rows), _TINY))).astype(np.float32)
+        return self.sampler.vertical(self.hnum, rows) * (LOGIT_SCALE * inv_norm), inv_norm
+
+
+def _labels(logits: np.ndarray, background: np.ndarray | None, delta: float, n_classes: int,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax and largest softmax probability over classes; FOUND background gets label C."""
+    label = np.argmax(logits, axis=0)
+    top = np.take_along_axis(logits, label[None], axis=0)[0]
+    max_prob = 1.0 / np.exp(logits - top).sum(axis=0)  # softmax at the argmax
+    if background is not None:
+        label[background & (max_prob < delta)] = n_classes
+    return label, max_prob.astype(np.float32)
+
+
+def _corners(sampler: GridSampler, y: int, x: int) -> list[tuple[int, float]]:
+    """(patch row id, bilinear weight) of the four taps of pixel (y, x) (the pad maps to its edge)."""
+    h, w = sampler.grid
+    a0, b0 = int(sampler.ys.lo[y]), int(sampler.xs.lo[x])
+    out = []
+    for a, wy in ((a0, sampler.ys.w_lo[y]), (min(a0 + 1, h - 1), sampler.ys.w_hi[y])):
+        for b, wx in ((b0, sampler.xs.w_lo[x]), (min(b0 + 1, w - 1), sampler.xs.w_hi[x])):
+            out.append((a * w + b, float(wy * wx)))
+    return out
+
+
+def _norm_sq_at(sampler: GridSampler, gram: NeighbourGram, y: int, x: int) -> float:
+    """``‖x̂(p)‖²`` at one pixel, by the same formula as :meth:`GridSampler.norm_sq`."""
+    one_col = GridSampler(sampler.grid, (1, 1), _take(sampler.ys, y), _take(sampler.xs, x))
+    return float(one_col.norm_sq(one_col.norm_sq_horizontal(gram), slice(0, 1))[0, 0])
+
+
+def _take(taps, i: int):
+    return type(taps)(taps.lo[i:i + 1], taps.w_lo[i:i + 1], taps.w_hi[i:i + 1])
+
+
+def _names(names: Any, concepts: np.ndarray) -> list[str]:
+    if names is None:
+        return [f"concept {j}" for j in concepts]
+    if callable(names):
+        return [str(names(int(j))) for j in concepts]
+    names = list(names)
+    if len(names) != concepts.size:
+        raise ValueError(f"{len(names)} concept names for {concepts.size} concepts")
+    return [str(n) for n in names]
