@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .paths import sample_images, user_cache_dir
+from .paths import resource_path, sample_images, user_cache_dir
 
 SHADES = " .:-=+*#%@"
 
@@ -67,7 +67,7 @@ def prepare(cache: Path, device: str, log) -> tuple:
         return backbone, load_sae(sae_path)
     log("training a small concept dictionary on augmented views of the sample photos…")
     rng = np.random.default_rng(0)
-    views = [v for p in sample_images() for v in _views(load_image(p), 24, backbone.preprocessing.crop_size, rng)]
+    views = [v for p in sample_images() for v in _views(load_image(p), 12, backbone.preprocessing.crop_size, rng)]
     feats = _features(backbone, views, "crop")
     tokens = np.concatenate([f.reshape(f.shape[0], -1).T.numpy() for f in feats])
     d, m = tokens.shape[1], 128
@@ -92,7 +92,7 @@ def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False
     t0 = time.monotonic()
     cache = user_cache_dir() / "demo" / f"v{__version__}"
     backbone, sae = prepare(cache, device, log)
-    path = Path(image) if image else sample_images()[0]
+    path = Path(image) if image else resource_path("samples", "chelsea.png")
     rgb = load_image(path)
     # Long side 448 → a patch grid of up to 28 columns.
     scale = 448 / max(rgb.shape[:2])

@@ -156,3 +156,4 @@ def create_backbone(spec: BackboneSpec | str, device: str | None = "auto", **opt
 def _load_builtin() -> None:
     # Importing the modules runs their @register_backbone decorators.
     from . import clip_dinoiser  # noqa: F401
+    from . import demo_effnet_minilm  # noqa: F401
