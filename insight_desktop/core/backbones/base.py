@@ -74,6 +74,20 @@ class Preprocessing:
         return x
 
 
+def check_image_batch(images: "torch.Tensor", patch_size: int, device) -> "torch.Tensor":
+    """Validate a ``[B, 3, H, W]`` batch (H, W positive multiples of the patch) and move it to ``device``."""
+    import torch
+
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
+    p = patch_size
+    if images.shape[2] % p or images.shape[3] % p or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"image height and width must be positive multiples of the patch size {p}, "
+                         f"got {tuple(images.shape[2:])}")
+    return images.to(device, torch.float32)
+
+
 @dataclass(frozen=True)
 class DenseOutput:
     """Dense outputs for a batch: features ``[B, d, h, w]`` and, if the backbone has one,

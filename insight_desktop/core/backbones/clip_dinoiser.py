@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import resolve_device
-from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, register_backbone
+from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch, register_backbone
 from .openclip_loading import (
     create_openclip_model,
     file_sha256,
@@ -160,13 +160,7 @@ class ClipDinoiserBackbone:
         return self.dense(images).features
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
-        p = self.preprocessing.patch_size
-        if images.shape[2] % p or images.shape[3] % p or images.shape[2] == 0 or images.shape[3] == 0:
-            raise ValueError(f"image height and width must be positive multiples of the patch size {p}, got {tuple(images.shape[2:])}")
-        return images.to(self.device, torch.float32)
+        return check_image_batch(images, self.preprocessing.patch_size, self.device)
 
     def _forward(self, images: torch.Tensor, with_layer: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(F_mc [B, d, h, w], ln_2 output of block ``layer_index`` [B, W, h, w] or None)."""
