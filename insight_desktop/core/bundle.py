@@ -267,6 +267,7 @@ class ConceptModel:
             f"built          {prov.get('date', '?')} from {prov.get('images', '?')} images, "
             f"{prov.get('tokens', '?')} tokens",
             f"thumbnails     {m.thumbnails.get('count', 0)}",
+            f"probe          " + (f"{len(self.probe[1])} classes" if self._parts.exists(PROBE_FILE) else "none"),
         ])
 
 

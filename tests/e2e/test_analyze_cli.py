@@ -131,6 +131,8 @@ def test_train_probe_then_eval_cls(tmp_path, lossless_bundle, capsys):
     assert "← chosen" in out and "probe saved" in out
     W, names = ConceptModel.load(lossless_bundle).probe
     assert names == ("bright_sky", "dark_room") and W.shape == (2, 64)
+    assert main(["info", str(lossless_bundle)]) == 0
+    assert re.search(r"^probe +2 classes$", capsys.readouterr().out, flags=re.M)
     assert main(["eval-cls", str(folder), "--model", str(lossless_bundle), "-q", "--device", "cpu"]) == 0
     probe_line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("concept-bottleneck probe"))
     assert "100.0 %" in probe_line

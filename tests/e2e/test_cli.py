@@ -84,3 +84,34 @@ def test_levels_option():
         parse_levels("0.5,0.6")
     with pytest.raises(CLIError):
         parse_levels("many")
+
+
+def test_relations_and_name_stand_alone(tmp_path, photo_folder, tiny_model_files, capsys):
+    store, sae = tmp_path / "store", tmp_path / "sae.safetensors"
+    assert main(["features", str(photo_folder), "--out", str(store), "-q", *backbone_args(tiny_model_files)]) == 0
+    assert main(["train-sae", str(store), "--out", str(sae), "--concepts", "32", "--k", "4", "--levels", "2",
+                 "--epochs", "2", "--batch-tokens", "400", "--dead-tokens", "2000", "--threshold-start", "2",
+                 "--lr", "1e-3", "--device", "cpu", "-q"]) == 0
+    rel = tmp_path / "relations.safetensors"
+    assert main(["relations", str(store), "--sae", str(sae), "--out", str(rel), "--device", "cpu", "-q"]) == 0
+    assert "1,176 tokens" in capsys.readouterr().out
+
+    from insight_desktop.core.relations import Relations
+
+    relations = Relations.load(rel)
+    assert relations.n_tokens == 1176 and relations.n_concepts == 32
+    words = tmp_path / "words.txt"
+    words.write_text("red\ngreen\nblue\nnoise\n")
+    names = tmp_path / "names.json"
+    for method in ("hierarchy", "vanilla"):
+        assert main(["name", "--sae", str(sae), "--relations", str(rel), "--out", str(names), "--naming", method,
+                     "--vocab", str(words), "--no-default-vocab", "-q", *backbone_args(tiny_model_files)]) == 0
+        assert f"32 names ({method})" in capsys.readouterr().out
+
+        from insight_desktop.core.naming import ConceptNames
+
+        loaded = ConceptNames.from_json(names.read_text())
+        assert loaded.method == method and set(loaded.names) <= {"red", "green", "blue", "noise"}
+    assert main(["name", "--sae", str(sae), "--out", str(names), "--vocab", str(words), "--no-default-vocab",
+                 *backbone_args(tiny_model_files)]) == 2  # hierarchy naming without relations
+    assert "needs --relations" in capsys.readouterr().err
