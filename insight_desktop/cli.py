@@ -200,7 +200,7 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     from .core.demo import run_demo
 
-    run_demo(image=args.image, device=args.device, quiet=args.quiet)
+    run_demo(image=args.image, device=args.device, quiet=args.quiet, tiny=args.tiny)
     return 0
 
 
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="a short demonstration on a tiny model it builds (no downloads)")
     p.add_argument("--image", default=None, help="image to analyse (default: a bundled sample)")
+    p.add_argument("--tiny", action="store_true",
+                   help="build and use a tiny random model instead of the bundled demo model")
     p.add_argument("-q", "--quiet", action="store_true")
     add_device_arg(p)
     p.set_defaults(func=cmd_demo)

@@ -80,7 +80,66 @@ def prepare(cache: Path, device: str, log) -> tuple:
     return backbone, result.sae
 
 
-def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False) -> None:
+DEMO_MODEL = ("models", "demo-concepts.zip")
+DEMO_CLASSES = ("cat", "dog", "coffee cup", "rocket", "flower", "person", "building")
+
+
+def demo_model_path() -> Path | None:
+    from .paths import resources_dir
+
+    path = resources_dir().joinpath(*DEMO_MODEL)
+    return path if path.is_file() else None
+
+
+def _print_map(z_map: np.ndarray, title: str) -> None:
+    heat = z_map ** 2  # display rule of SPEC §3: square, divide by max
+    if heat.max() <= 0:
+        return
+    heat = heat / heat.max()
+    print(f"\n{title}")
+    for row in heat:
+        print("  " + "".join(SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] * 2 for v in row))
+
+
+def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto") -> None:
+    """The bundled demo concept model (real weights) on a sample photo: named concepts, where they
+    fire, and a zero-shot classification explained by concepts."""
+    from .engine import Analyzer
+
+    t0 = time.monotonic()
+    analyzer = Analyzer(model, device=device)
+    path = Path(image) if image else resource_path("samples", "chelsea.png")
+    analysis = analyzer.analyze(path, classes=list(DEMO_CLASSES))
+    cls = analysis.classification
+    names = analyzer.model.names
+    print(f"Insight Desktop {__version__} — the bundled demo concept model")
+    print(f"model     {model.name}: {analyzer.model.n_concepts} concepts, backbone {analyzer.backbone.id}")
+    for notice in (*analyzer.notices, *analysis.notices):
+        print(f"note      {notice}")
+    h, w = analysis.grid
+    print(f"image     {path.name}: {analysis.image_size[1]}×{analysis.image_size[0]} px → {w}×{h} patches")
+    print(f"codes     FVU {analysis.faithfulness.fvu:.3f}, cosine(x, x̂) {analysis.faithfulness.cosine:.3f}")
+    print("\n concept  name                  level  max act  patches  parents")
+    for c in analysis.concepts[:10]:
+        parents = ", ".join(names.display_name(p) for p in c.parents[:2]) or "—"
+        print(f" {c.concept:>7}  {c.name[:20]:<20}  {c.level:>5}  {c.activation:>7.3f}  {c.patches:>7}  {parents}")
+    if analysis.concepts:
+        top = analysis.concepts[0]
+        _print_map(analysis.concept_map(top.concept), f"where '{top.name}' fires (one character per patch):")
+    order = np.argsort(-cls.probabilities)[:3]
+    print("\nzero-shot classification through concepts:")
+    for c in order:
+        ranked = np.argsort(-cls.contributions[c])[:3]
+        why = ", ".join(f"{cls.concept_names[j]} {cls.contributions[c][j]:+.2f}" for j in ranked)
+        print(f"  {cls.class_names[c]:<12} {cls.probabilities[c]:6.1%}   because of: {why}")
+    print(f"\ndone in {time.monotonic() - t0:.1f} s. The desktop app comes with the next issue.")
+
+
+def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False, tiny: bool = False) -> None:
+    model = None if tiny else demo_model_path()
+    if model is not None:
+        run_bundled_demo(model, image, device)
+        return
     import torch
 
     from .images import load_image
