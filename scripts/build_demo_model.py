@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t0 = time.monotonic()
     backbone = create_backbone("demo-effnet-minilm", device="cpu")
-    options = BuildOptions(size=448, n_concepts=args.concepts, k=12,
+    # 4 top patches per thumbnail keeps the bundle under 25 MB.
+    options = BuildOptions(size=448, n_concepts=args.concepts, k=12, thumbnails_per_concept=4,
                            train={"epochs": 25, "batch_tokens": 4096, "lr": 1e-3, "dead_tokens": 200_000,
                                   "threshold_start_step": 100, "seed": args.seed, "checkpoint_every": 0})
     last = {"stage": None}

@@ -114,7 +114,7 @@ def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto"
     names = analyzer.model.names
     print(f"Insight Desktop {__version__} — the bundled demo concept model")
     print(f"model     {model.name}: {analyzer.model.n_concepts} concepts, backbone {analyzer.backbone.id}")
-    for notice in (*analyzer.notices, *analysis.notices):
+    for notice in dict.fromkeys((*analyzer.notices, *analysis.notices)):  # once each, in order
         print(f"note      {notice}")
     h, w = analysis.grid
     print(f"image     {path.name}: {analysis.image_size[1]}×{analysis.image_size[0]} px → {w}×{h} patches")
