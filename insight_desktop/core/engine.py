@@ -320,27 +320,10 @@ class Analyzer:
 
         parts, x_hat = [], []
         for start in range(0, x.shape[0], ENCODE_CHUNK):
-            z = self._sae_encode(x[start:start + ENCODE_CHUNK])
+            z = self.sae.encode(x[start:start + ENCODE_CHUNK])
             parts.append(SparseCodes.from_dense(z, eps=0.0))
             x_hat.append(self.sae.decode(z).float())
         return PatchCodes.concat_rows(parts, grid, self.model.n_concepts), torch.cat(x_hat)
-
-    def _sae_encode(self, x):
-        """``sae.encode(x)``; for the Matryoshka SAE with a threshold θ ≥ 0 in one fused pass:
-        ``ReLU(p)·1[ReLU(p) > θ]`` is ``p`` where ``p > θ``, else 0 — ``F.threshold_`` in place,
-        instead of ReLU, a comparison and a product over the [tokens, m] pre-activations (a third
-        of the SAE's time at m = 8192). tests/core/test_engine.py checks it equals ``encode``."""
-        import torch
-
-        from .sae import MatryoshkaSAE
-
-        sae = self.sae
-        theta = float(sae.threshold)
-        kind = type(sae)
-        if theta < 0 or kind.encode is not MatryoshkaSAE.encode or kind.pre_activations is not MatryoshkaSAE.pre_activations:
-            return sae.encode(x)
-        pre = torch.addmm(sae.b_enc, x.to(sae.W_enc.dtype) - sae.b_dec, sae.W_enc)
-        return torch.nn.functional.threshold_(pre, theta, 0.0)
 
     def _rank(self, codes: PatchCodes) -> tuple[ConceptActivation, ...]:
         ids, values = codes.pooled_max()

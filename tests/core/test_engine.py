@@ -208,13 +208,6 @@ def test_loading_checks_and_notices(tmp_path, tiny_backbone):
     assert NO_BACKGROUND_NOTICE in analysis.notices and analysis.segmentation.background_label is None
 
 
-def test_fused_encode_equals_the_sae_encode(colour_analyzer):
-    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        expected = colour_analyzer.sae.encode(x)
-        assert torch.equal(colour_analyzer._sae_encode(x), expected) and (expected > 0).any()
-
-
 def test_stopping_and_bad_windows(colour_analyzer):
     with pytest.raises(AnalysisStopped):
         colour_analyzer.analyze(blocks(64, 64), should_stop=lambda: True)

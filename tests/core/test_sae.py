@@ -101,6 +101,9 @@ def test_encode_uses_threshold_and_falls_back_to_batchtopk():
         assert torch.allclose(z, batch_topk_dense(a, sae.config.k), atol=1e-12)
         sae.threshold.fill_(0.4)
         assert torch.allclose(sae.encode(x), a * (a > 0.4))
+        assert ((sae.encode(x) > 0) == (a > 0.4)).all()           # exactly the entries above θ
+        sae.threshold.fill_(0.0)
+        assert torch.allclose(sae.encode(x), a)                   # θ = 0: plain ReLU codes
         x_hat, z2 = sae(x)
         assert torch.allclose(x_hat, z2 @ sae.W_dec + sae.b_dec)
 
