@@ -229,25 +229,18 @@ def _pct(v: float) -> str:
 
 # -- eval-cls and train-probe -----------------------------------------------------------------
 def _folder_batches(folder, batch_size, quiet, desc):
-    """Yield (labels, images) batches of a class-folder dataset with a progress bar; unreadable files skipped."""
+    """Yield (class names, labels, images) batches of a class-folder dataset with a progress bar."""
     from tqdm import tqdm
 
-    from .core.images import ImageLoadError, load_image
-    from .core.tasks.datasets import class_folders
+    from .core.tasks.datasets import labelled_image_batches
 
-    classes = class_folders(folder)
-    items = [(c, p) for c, (_, paths) in enumerate(classes) for p in paths]
-    with tqdm(total=len(items), desc=desc, unit="img", disable=quiet) as bar:
-        for start in range(0, len(items), batch_size):
-            labels, images = [], []
-            for c, path in items[start:start + batch_size]:
-                try:
-                    images.append(load_image(path))
-                    labels.append(c)
-                except ImageLoadError as exc:
-                    print(f"skipped: {exc}", file=sys.stderr)
-            yield [name for name, _ in classes], labels, images
-            bar.update(min(batch_size, len(items) - start))
+    names, total, batches = labelled_image_batches(folder, batch_size,
+                                                   lambda err: print(f"skipped: {err}", file=sys.stderr))
+    with tqdm(total=total, desc=desc, unit="img", disable=quiet) as bar:
+        for labels, images, done in batches:
+            yield names, labels, images
+            bar.n = done
+            bar.refresh()
 
 
 def cmd_eval_cls(args) -> int:

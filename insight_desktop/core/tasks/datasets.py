@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..images import find_images
+from ..images import ImageLoadError, find_images, load_image
 from .prompts import ClassListError, validate_classes
 
 IGNORE_LABEL = 255
@@ -40,6 +41,26 @@ def class_folders(folder: str | os.PathLike) -> list[tuple[str, list[Path]]]:
     except ClassListError as exc:
         raise DatasetError(f"'{root}': class folders {exc}") from None
     return out
+
+
+def labelled_image_batches(folder: str | os.PathLike, batch_size: int, on_error: Callable[[ImageLoadError], None]):
+    """A class-folder dataset in batches: ``(class names, image count, batches)`` where each batch
+    is ``(labels, images, images done)``; unreadable files go to ``on_error`` and are skipped."""
+    classes = class_folders(folder)
+    items = [(c, path) for c, (_, paths) in enumerate(classes) for path in paths]
+
+    def batches():
+        for start in range(0, len(items), batch_size):
+            labels, images = [], []
+            for c, path in items[start:start + batch_size]:
+                try:
+                    images.append(load_image(path))
+                    labels.append(c)
+                except ImageLoadError as err:
+                    on_error(err)
+            yield labels, images, min(start + batch_size, len(items))
+
+    return [name for name, _ in classes], len(items), batches()
 
 
 def prompt_name(class_name: str) -> str:

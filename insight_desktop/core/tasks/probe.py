@@ -172,8 +172,7 @@ def train_probe(folder: str | os.PathLike, encoder: Any, *, lam: float | None = 
     ``encoder``: an :class:`~insight_desktop.core.engine.Analyzer` or a ``(backbone, sae)`` pair.
     Unreadable images are skipped (and logged). Returns None when stopped early.
     """
-    from ..images import ImageLoadError, load_image
-    from .datasets import class_folders
+    from .datasets import labelled_image_batches
     from .pooling import encode_pooled, pooled_matrix
 
     if isinstance(encoder, tuple):
@@ -181,27 +180,19 @@ def train_probe(folder: str | os.PathLike, encoder: Any, *, lam: float | None = 
         encode = lambda ims: encode_pooled(backbone, sae, ims, batch_size=batch_size)  # noqa: E731
     else:
         encode = lambda ims: encoder.pooled(ims, batch_size=batch_size)  # noqa: E731
-    classes = class_folders(folder)
-    items = [(c, path) for c, (_, paths) in enumerate(classes) for path in paths]
     pooled, labels, skipped = [], [], []
-    for start in range(0, len(items), batch_size):
+    class_names, total, batches = labelled_image_batches(folder, batch_size, lambda err: skipped.append(str(err)))
+    for batch_labels, images, done in batches:
         if should_stop is not None and should_stop():
             return None
-        images, batch_labels = [], []
-        for c, path in items[start:start + batch_size]:
-            try:
-                images.append(load_image(path))
-                batch_labels.append(c)
-            except ImageLoadError as err:
-                skipped.append(str(err))
         pooled += encode(images) if images else []
         labels += batch_labels
         if on_progress is not None:
-            on_progress(min(start + batch_size, len(items)), len(items))
+            on_progress(done, total)
     if skipped:
         log.warning("skipped %d unreadable image(s):\n%s", len(skipped), "\n".join(skipped))
     if not pooled:
         raise ProbeError(f"no readable images under '{folder}'")
-    fit = fit_probe(pooled_matrix(pooled), labels, [name for name, _ in classes], lam=lam, holdout=holdout, seed=seed)
+    fit = fit_probe(pooled_matrix(pooled), labels, class_names, lam=lam, holdout=holdout, seed=seed)
     return dataclasses.replace(fit, extra={"images": len(labels), "skipped": len(skipped), "seed": seed,
                                            "holdout": holdout, "view": "crop", "pooling": "max"})
