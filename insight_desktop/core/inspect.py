@@ -55,15 +55,13 @@ def _describe_safetensors(path: Path) -> str:
         raise ValueError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     lines = [f"safetensors    {path}"]
     if "insight_sae_config" in meta:
-        cfg = json.loads(meta["insight_sae_config"])
-        ends, total = [], 0
-        for g in cfg["group_sizes"]:
-            total += g
-            ends.append(total)
+        from .sae import SAEConfig
+
+        cfg = SAEConfig.from_dict(json.loads(meta["insight_sae_config"]))
         lines = [f"Insight SAE    {path}",
-                 f"architecture   {cfg.get('architecture', '?')}",
-                 f"size           d = {cfg['d_in']}, {cfg['n_concepts']} concepts, k = {cfg['k']}",
-                 f"levels         {len(cfg['group_sizes'])}: sizes {cfg['group_sizes']}, prefix ends {ends}"]
+                 f"architecture   {cfg.architecture}",
+                 f"size           d = {cfg.d_in}, {cfg.n_concepts} concepts, k = {cfg.k}",
+                 f"levels         {len(cfg.group_sizes)}: sizes {list(cfg.group_sizes)}, prefix ends {list(cfg.group_ends)}"]
     n_params = 0
     for name, shape in sorted(shapes.items()):
         count = 1
