@@ -41,6 +41,8 @@ STRIDE = 224
 MAX_ASPECT = 4
 #: windows per backbone call
 WINDOW_BATCH = 4
+#: share of the progress bar given to the backbone windows
+_BACKBONE_SHARE = 0.8
 #: patches per SAE call (bounds the dense [tokens, m] pre-activations)
 ENCODE_CHUNK = 2048
 CPU_NOTICE = ("No CUDA GPU is available: the analysis runs on the CPU, which is much slower "
@@ -194,13 +196,20 @@ class Analyzer:
         idx = torch.as_tensor(np.array(concepts, dtype=np.int64), device=self.sae.W_dec.device)  # a writable copy
         return self.sae.W_dec.detach().index_select(0, idx).double().cpu().numpy()
 
+    def catalog(self):
+        """The model's names, hierarchy and thumbnails as one immutable value (for a viewer)."""
+        from .catalog import catalog_of
+
+        return catalog_of(self.model, device=str(self.device), notices=self.notices)
+
     def close(self) -> None:
         self.model.close()
 
     # ------------------------------------------------------------------ one image, fully
     def analyze(self, image: np.ndarray | str | os.PathLike, classes: Sequence[str] | None = None, *,
                 background: bool = False, window: int = WINDOW, stride: int = STRIDE, classify: bool = True,
-                should_stop: Callable[[], bool] | None = None) -> Analysis:
+                should_stop: Callable[[], bool] | None = None,
+                progress: Callable[[str, float], None] | None = None) -> Analysis:
         """Concepts of one image; with ``classes``, also segmentation and zero-shot classification.
 
         ``image``: an RGB uint8 array (greyscale H×W is accepted) or a file path. ``background``:
@@ -209,9 +218,12 @@ class Analyzer:
         grid, so no second backbone pass is needed; the probe was trained on centre crops
         (:meth:`pooled`), whose statistics are close but not identical. Raises
         :class:`AnalysisStopped` when ``should_stop()`` turns true between windows.
+        ``progress(stage, fraction)`` is called as the work advances (fraction in 0..1 over the
+        whole analysis; the backbone windows take most of it).
         """
         import torch
 
+        report = progress or (lambda stage, fraction: None)
         clock = _Clock(self.device)
         rgb = self._image(image)
         classes = validate_classes(classes) if classes is not None else None  # fail before any model work
@@ -219,8 +231,10 @@ class Analyzer:
         clock.lap("text")
         notices = list(self.notices)
         with torch.inference_mode():
-            x, bg, meta = self._dense(rgb, window, stride, should_stop)
+            x, bg, meta = self._dense(rgb, window, stride, should_stop,
+                                      lambda f: report("features", _BACKBONE_SHARE * f))
             clock.lap("backbone")
+            report("concepts", _BACKBONE_SHARE)
             if background and bg is None:
                 notices.append(NO_BACKGROUND_NOTICE)
             codes, x_hat = self._encode(x, meta["grid"])
@@ -232,6 +246,7 @@ class Analyzer:
         seg = cls = probe = None
         x_np = x.double().cpu().numpy() if classes or classify else None
         if classes:
+            report("segmentation", _BACKBONE_SHARE + 0.05)
             active = codes.active_concepts()
             sampler = grid_sampler(codes.grid, meta["size"], patch, rgb.shape[:2])
             seg = segment(codes, x_hat.double().cpu().numpy(), x_np, self.decoder_rows(active), active, self._b_dec,
@@ -239,6 +254,7 @@ class Analyzer:
                           concept_names=self.concept_name)
             clock.lap("segmentation")
         if classify:
+            report("classification", 0.97)
             ids, values = codes.pooled_max()
             mean_feature = x_np.mean(axis=0)  # the opaque reference's image vector
             if classes:
@@ -246,6 +262,7 @@ class Analyzer:
                                 concept_names=self.concept_name, opaque_features=mean_feature)
             probe = self.probe_classify(PooledCodes(ids, values, mean_feature, codes.n_concepts))
             clock.lap("classification")
+        report("done", 1.0)
         return Analysis(rgb.shape[:2], meta["size"], patch, meta["windows"], codes, concepts, faith, bg, seg, cls, probe,
                         tuple(notices), MappingProxyType(clock.laps))
 
@@ -278,7 +295,7 @@ class Analyzer:
             return load_image(Path(image))
         return as_rgb(image)
 
-    def _dense(self, rgb: np.ndarray, window: int, stride: int, should_stop):
+    def _dense(self, rgb: np.ndarray, window: int, stride: int, should_stop, progress=None):
         """Averaged features [h·w, d] (float32, on the device), background logits [h, w] or None, geometry."""
         import torch
 
@@ -309,6 +326,8 @@ class Analyzer:
                     has_bg = False
                 else:
                     bg[cell] += out.background_logits[k].float()
+            if progress is not None:
+                progress(min(len(boxes), i + WINDOW_BATCH) / len(boxes))
         x = (feats / count).flatten(1).T.contiguous()
         bg_np = _readonly((bg / count)[0].cpu().numpy()) if has_bg else None
         return x, bg_np, {"grid": (h, w), "size": size, "windows": len(boxes)}

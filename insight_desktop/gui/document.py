@@ -1,0 +1,177 @@
+"""The state the views show: model catalog, image, analysis, selections and view settings.
+
+One :class:`Document` per window, on the GUI thread. Panels read it and listen to its
+signals; user actions call its setters. Changing a selection or a view setting only emits a
+signal — the views re-render from the Analysis already here (ARCHITECTURE rule 4); only a new
+image, new classes or a new model make the main window ask the worker for work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+#: colormaps offered for the concept heatmap (pyqtgraph / matplotlib names)
+COLORMAPS = ("inferno", "viridis", "magma", "plasma", "turbo", "CET-L17")
+#: class lists offered in the segmentation panel
+CLASS_PRESETS: dict[str, tuple[str, ...]] = {
+    "Everyday scene": ("person", "cat", "dog", "car", "building", "tree", "sky", "road", "grass", "table"),
+    "Animals": ("cat", "dog", "bird", "horse", "cow", "sheep", "fish", "insect"),
+    "Food and kitchen": ("coffee cup", "plate", "spoon", "table", "food", "bottle"),
+    "Outdoors": ("sky", "cloud", "water", "mountain", "tree", "grass", "sand", "rock", "building"),
+}
+DEFAULT_CLASSES: tuple[str, ...] = ("cat", "dog", "person", "coffee cup", "rocket", "flower", "building", "sky")
+
+
+@dataclass(frozen=True)
+class OverlaySettings:
+    """How the layers over the image are drawn (a value: replace it, never mutate it)."""
+
+    show_heatmap: bool = True
+    show_segmentation: bool = False
+    show_residual: bool = False
+    show_opaque: bool = False         # draw the opaque (raw-feature) segmentation instead of the concept one
+    colormap: str = "inferno"
+    heatmap_opacity: float = 0.6
+    threshold: float = 0.0            # heat below this (0..1 of the map's max) is transparent
+    mask_opacity: float = 0.5
+    hidden_labels: frozenset[int] = field(default_factory=frozenset)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["hidden_labels"] = sorted(self.hidden_labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OverlaySettings":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "hidden_labels" in known:
+            known["hidden_labels"] = frozenset(int(v) for v in known["hidden_labels"])
+        out = cls(**known)
+        if out.colormap not in COLORMAPS:
+            out = replace(out, colormap=cls.colormap)
+        return out
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of the image in pixels, [top, bottom) × [left, right); a click is a 1-patch region."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+
+class Document(QObject):
+    """The single source of truth for one window."""
+
+    modelChanged = Signal()          # catalog replaced (or cleared)
+    imageChanged = Signal()          # a new image; the analysis is cleared
+    analysisChanged = Signal()       # a new analysis (or None)
+    conceptSelected = Signal(int)    # concept id, −1 for none
+    segmentSelected = Signal(int)    # segmentation label, −1 for none
+    regionSelected = Signal(object)  # Region or None
+    overlayChanged = Signal()        # OverlaySettings replaced
+    classesChanged = Signal()        # class list edited (not yet analysed)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.catalog = None                       # core.catalog.ConceptCatalog
+        self.image_path: Path | None = None
+        self.image: np.ndarray | None = None      # RGB uint8, read-only
+        self.analysis = None                      # core.engine.Analysis for *this* image, or None
+        self.concept: int = -1
+        self.segment: int = -1
+        self.region: Region | None = None
+        self.overlay = OverlaySettings()
+        self.classes: tuple[str, ...] = DEFAULT_CLASSES
+        self.background: bool = False
+
+    # ------------------------------------------------------------------ model, image, analysis
+    def set_catalog(self, catalog) -> None:
+        self.catalog = catalog
+        self.analysis = None
+        self.concept = -1
+        self.segment = -1
+        self.modelChanged.emit()
+        self.analysisChanged.emit()
+        self.conceptSelected.emit(-1)
+
+    def set_image(self, path: Path | None, rgb: np.ndarray) -> None:
+        rgb = np.ascontiguousarray(rgb)
+        rgb.flags.writeable = False
+        self.image_path, self.image = (Path(path) if path else None), rgb
+        self.analysis = None
+        self.segment = -1
+        self.region = None
+        self.imageChanged.emit()
+        self.analysisChanged.emit()
+        self.regionSelected.emit(None)
+
+    def set_analysis(self, analysis) -> None:
+        self.analysis = analysis
+        self.segment = -1
+        self.analysisChanged.emit()
+        if self.concept < 0 and analysis is not None and analysis.concepts:
+            self.select_concept(analysis.concepts[0].concept)  # something to look at straight away
+        else:
+            self.conceptSelected.emit(self.concept)
+
+    # ------------------------------------------------------------------ selections
+    def select_concept(self, concept: int) -> None:
+        concept = int(concept)
+        if self.catalog is None or not (0 <= concept < self.catalog.n_concepts):
+            concept = -1
+        if concept != self.concept:
+            self.concept = concept
+            self.conceptSelected.emit(concept)
+
+    def select_segment(self, label: int) -> None:
+        label = int(label)
+        if label != self.segment:
+            self.segment = label
+            self.segmentSelected.emit(label)
+
+    def select_region(self, region: Region | None) -> None:
+        if region != self.region:
+            self.region = region
+            self.regionSelected.emit(region)
+
+    # ------------------------------------------------------------------ settings
+    def set_overlay(self, **changes: Any) -> None:
+        new = replace(self.overlay, **changes)
+        if new != self.overlay:
+            self.overlay = new
+            self.overlayChanged.emit()
+
+    def set_classes(self, classes: tuple[str, ...] | list[str], background: bool | None = None) -> None:
+        classes = tuple(c.strip() for c in classes if c.strip())
+        bg = self.background if background is None else bool(background)
+        if classes != self.classes or bg != self.background:
+            self.classes, self.background = classes, bg
+            self.classesChanged.emit()
+
+    # ------------------------------------------------------------------ derived
+    def concept_activation(self, concept: int) -> float:
+        """Image-level activation of ``concept`` in the current analysis (0 when inactive or none)."""
+        if self.analysis is None:
+            return 0.0
+        c = self.analysis.concept(concept)
+        return c.activation if c is not None else 0.0
+
+    def region_patches(self, region: Region) -> tuple[slice, slice]:
+        """The patch rows and columns of the current analysis that ``region`` covers (at least one)."""
+        a = self.analysis
+        h, w = a.grid
+        sy = a.analysis_size[0] / a.image_size[0] / a.patch_size
+        sx = a.analysis_size[1] / a.image_size[1] / a.patch_size
+        r0 = min(h - 1, max(0, int(region.top * sy)))
+        c0 = min(w - 1, max(0, int(region.left * sx)))
+        r1 = min(h, max(r0 + 1, int(np.ceil(region.bottom * sy))))
+        c1 = min(w, max(c0 + 1, int(np.ceil(region.right * sx))))
+        return slice(r0, r1), slice(c0, c1)

@@ -1,0 +1,70 @@
+"""GUI fixtures: a real concept bundle on the tiny OpenCLIP backbone, a real Analysis of a
+sample photo, and a Document holding them — so widget tests show real data in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from insight_desktop.core.paths import resource_path
+
+CLASSES = ("cat", "coffee cup", "sky")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model_files, tmp_path_factory):
+    """A concept bundle (64 concepts, 2 levels, names c0…c63, 1 is a parent of 0) on the tiny
+    clip-dinoiser backbone; its manifest records how to recreate the backbone."""
+    from insight_desktop.core.backbones import create_backbone
+    from tests.core.fakes import random_sae, write_test_bundle
+
+    bb = create_backbone("clip-dinoiser", device="cpu", model=str(tiny_model_files.config_path),
+                         pretrained=str(tiny_model_files.checkpoint_path), dinoiser=str(tiny_model_files.dinoiser_path))
+    return write_test_bundle(tmp_path_factory.mktemp("bundle") / "tiny.zip", bb,
+                             random_sae(bb.feature_dim, 64, k=6, threshold=0.0))
+
+
+@pytest.fixture(scope="session")
+def tiny_analyzer(tiny_bundle):
+    from insight_desktop.core.engine import Analyzer
+
+    analyzer = Analyzer(tiny_bundle, device="cpu")
+    yield analyzer
+    analyzer.close()
+
+
+@pytest.fixture(scope="session")
+def sample_rgb():
+    from insight_desktop.core.images import load_image
+
+    return load_image(resource_path("samples", "chelsea.png"))
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tiny_analyzer):
+    return tiny_analyzer.catalog()
+
+
+@pytest.fixture(scope="session")
+def tiny_analysis(tiny_analyzer, sample_rgb):
+    """A full Analysis (concepts, segmentation with CLASSES, zero-shot classification) of chelsea."""
+    return tiny_analyzer.analyze(sample_rgb, classes=list(CLASSES))
+
+
+@pytest.fixture
+def document(qtbot, tiny_catalog, tiny_analysis, sample_rgb):
+    """A Document with the tiny model, chelsea and its analysis (concept = the top one)."""
+    from insight_desktop.core.paths import resource_path as rp
+    from insight_desktop.gui.document import Document
+
+    doc = Document()
+    doc.set_catalog(tiny_catalog)
+    doc.set_image(rp("samples", "chelsea.png"), sample_rgb)
+    doc.set_classes(CLASSES)
+    doc.set_analysis(tiny_analysis)
+    return doc
+
+
+def visible_pixels(image: np.ndarray) -> int:
+    """How many pixels of an RGBA rendering are not fully transparent."""
+    return int(np.count_nonzero(image[..., 3])) if image.ndim == 3 and image.shape[2] == 4 else image.size
