@@ -1,0 +1,94 @@
+"""Every menu command of the main window, with its shortcut, in one table.
+
+The help dialog lists these actions, so a shortcut added here is documented automatically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str          # attribute name on Actions
+    text: str
+    shortcut: str | QKeySequence.StandardKey | None = None
+    tip: str = ""
+    checkable: bool = False
+
+
+MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
+    "&File": (
+        ActionSpec("open_image", "&Open Image…", QKeySequence.StandardKey.Open, "Open one or more images"),
+        ActionSpec("open_folder", "Open &Folder…", "Ctrl+Shift+O", "Step through every image of a folder"),
+        ActionSpec("open_model", "Open &Model…", "Ctrl+M", "Open a concept model bundle (.zip or folder)"),
+        None,
+        ActionSpec("open_session", "Open Sess&ion…", "Ctrl+Shift+L", "Restore images, model, classes and view"),
+        ActionSpec("save_session", "&Save Session…", QKeySequence.StandardKey.Save,
+                   "Save images, model, classes, selections and view settings"),
+        None,
+        ActionSpec("export_view", "&Export View as PNG…", "Ctrl+E", "The image with its layers, colorbar and legend"),
+        ActionSpec("export_mask", "Export &Label Mask…", "Ctrl+Shift+E", "Segmentation labels as a palette PNG"),
+        ActionSpec("export_contributions", "Export &Contributions…", "Ctrl+Alt+E",
+                   "Concept contributions of segments and classes (CSV or JSON)"),
+        None,
+        ActionSpec("quit", "&Quit", QKeySequence.StandardKey.Quit),
+    ),
+    "&View": (
+        ActionSpec("fit", "&Fit Image", "F", "Zoom so the whole image is visible"),
+        ActionSpec("actual_size", "&Actual Pixels", "Ctrl+1", "One image pixel per screen pixel"),
+        ActionSpec("zoom_in", "Zoom &In", QKeySequence.StandardKey.ZoomIn),
+        ActionSpec("zoom_out", "Zoom &Out", QKeySequence.StandardKey.ZoomOut),
+        None,
+        ActionSpec("show_heatmap", "Concept &Heatmap", "H", "Show where the selected concept fires", True),
+        ActionSpec("show_segmentation", "&Segmentation Mask", "S", "Show the segmentation", True),
+        ActionSpec("show_residual", "&Residual Map", "R", "Show what the concepts leave unexplained", True),
+        ActionSpec("show_opaque", "&Opaque Prediction", "O", "Show the raw-feature segmentation instead", True),
+        ActionSpec("more_opaque", "Heatmap More Opaque", "]"),
+        ActionSpec("less_opaque", "Heatmap More Transparent", "["),
+        None,
+        ActionSpec("find_concept", "Find &Concept", QKeySequence.StandardKey.Find, "Search the concept tree"),
+    ),
+    "&Go": (
+        ActionSpec("next_image", "&Next Image", "PgDown", "Next image of the folder or list"),
+        ActionSpec("previous_image", "&Previous Image", "PgUp", "Previous image of the folder or list"),
+        ActionSpec("next_concept", "Next Active Concept", ".", "The next concept of this image, by activation"),
+        ActionSpec("previous_concept", "Previous Active Concept", ","),
+    ),
+    "&Analysis": (
+        ActionSpec("segment", "&Segment with Classes", "Ctrl+Return", "Run segmentation and classification"),
+        ActionSpec("cancel", "&Cancel", "Esc", "Stop the running job"),
+    ),
+    "&Help": (
+        ActionSpec("shortcuts", "&Keyboard Shortcuts", QKeySequence.StandardKey.HelpContents),
+        ActionSpec("about", "&About Insight Desktop"),
+    ),
+}
+
+
+class Actions:
+    """The window's QActions as attributes (``actions.open_image``), built from :data:`MENUS`."""
+
+    def __init__(self, window: QWidget, menubar: QMenuBar):
+        self.menus: dict[str, QMenu] = {}
+        self.all: list[QAction] = []
+        for title, specs in MENUS.items():
+            menu = menubar.addMenu(title)
+            self.menus[title.replace("&", "")] = menu
+            for spec in specs:
+                if spec is None:
+                    menu.addSeparator()
+                    continue
+                action = QAction(spec.text, window)
+                if spec.shortcut is not None:
+                    action.setShortcut(QKeySequence(spec.shortcut))
+                action.setStatusTip(spec.tip)
+                action.setToolTip(spec.tip or spec.text.replace("&", ""))
+                action.setCheckable(spec.checkable)
+                menu.addAction(action)
+                window.addAction(action)  # shortcuts work even when the menu bar is hidden
+                setattr(self, spec.name, action)
+                self.all.append(action)

@@ -1,0 +1,70 @@
+"""``insight-desktop``: the desktop application.
+
+The window is shown before anything heavy is imported: torch, open_clip and the model load on
+the worker thread afterwards (ARCHITECTURE rule 5), so the user sees the app at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .. import __version__
+
+APP_NAME = "Insight Desktop"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="insight-desktop", description="See what a vision-language model sees.")
+    p.add_argument("images", nargs="*", help="images or folders to open (default: the sample photos)")
+    p.add_argument("--model", help="a concept model bundle (.zip or folder); default: the last one, else the demo model")
+    p.add_argument("--session", help=f"a saved session to restore")
+    p.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    return p.parse_args(argv)
+
+
+def _no_display() -> bool:
+    """True on Linux without any display server (Qt would abort with a cryptic message)."""
+    return (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"))
+
+
+def create_application(argv: list[str] | None = None):
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    app.setApplicationName("insight-desktop")
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    from ..core.paths import resources_dir
+
+    icon = resources_dir() / "icons" / "insight-desktop.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if _no_display():
+        print("insight-desktop: no display found (DISPLAY and WAYLAND_DISPLAY are unset). Run it in a desktop "
+              "session, or try `insight demo` for the command-line demonstration.", file=sys.stderr)
+        return 2
+    app = create_application()
+    from PySide6.QtCore import QTimer
+
+    from .main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    # Start loading after the first paint, so the window is there before torch is imported.
+    QTimer.singleShot(0, lambda: window.start([Path(p) for p in args.images], args.model, args.session))
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""The main window: the image with its layers in the middle, panels in docks, the worker behind.
+
+The window owns one :class:`Document` (what is shown), one :class:`WorkerClient` (what is
+computed) and the image list. Only three things go to the worker: a model to load, an image to
+analyse, and classes to segment with; every other user action changes the Document and the
+views redraw from the Analysis they already have.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QToolBar, QWidget
+
+from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
+from .actions import Actions
+from .dialogs import AboutDialog, ShortcutsDialog, show_error
+from .document import Document
+from .settings import AppSettings
+from .widgets.classification_panel import ClassificationPanel
+from .widgets.concept_inspector import ConceptInspector
+from .widgets.concept_tree import ConceptTreePanel
+from .widgets.filmstrip import Filmstrip, images_in_folder
+from .widgets.image_view import ImageCanvas
+from .widgets.job_status import JobStatus
+from .widgets.overlay_bar import OverlayBar
+from .widgets.region_panel import RegionPanel
+from .widgets.segmentation_panel import SegmentationPanel
+from .worker import Failure, WorkerClient
+from . import window_files
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
+#: analyses kept so that stepping back through a folder is instant
+ANALYSIS_CACHE = 8
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Insight Desktop")
+        self.setAcceptDrops(True)
+        self.settings = settings or AppSettings()
+        self.document = Document(self)
+        self.worker = WorkerClient(self)
+        self.images: list[Path] = []
+        self.index = -1
+        self.folder: Path | None = None
+        self.model_path: Path | None = None
+        self._analysed_key = None            # what the current request/analysis is for
+        self._cache: OrderedDict = OrderedDict()
+        self._pending_session = None          # selections to apply once its analysis arrives
+        self._build()
+        self._connect()
+        self._restore_settings()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        doc = self.document
+        self.actions = Actions(self, self.menuBar())
+        self.canvas = ImageCanvas(doc)
+        self.setCentralWidget(self.canvas)
+        self.tree = ConceptTreePanel(doc)
+        self.inspector = ConceptInspector(doc)
+        self.region = RegionPanel(doc)
+        self.segmentation = SegmentationPanel(doc)
+        self.classification = ClassificationPanel(doc)
+        self.filmstrip = Filmstrip()
+        self.docks = {
+            "concepts": self._dock("Concepts", self.tree, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "inspector": self._dock("Concept", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea),
+            "here": self._dock("Here", self.region, Qt.DockWidgetArea.RightDockWidgetArea),
+            "segmentation": self._dock("Segmentation", self.segmentation, Qt.DockWidgetArea.RightDockWidgetArea),
+            "classification": self._dock("Classification", self.classification,
+                                         Qt.DockWidgetArea.RightDockWidgetArea),
+            "images": self._dock("Images", self.filmstrip, Qt.DockWidgetArea.BottomDockWidgetArea),
+        }
+        self.tabifyDockWidget(self.docks["inspector"], self.docks["here"])
+        self.tabifyDockWidget(self.docks["segmentation"], self.docks["classification"])
+        self.docks["inspector"].raise_()
+        self.docks["segmentation"].raise_()
+        self.docks["images"].hide()
+        panels = self.actions.menus["View"].addMenu("&Panels")
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.actions.menus["File"].insertMenu(self.actions.open_folder, self.recent_menu)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+
+        a = self.actions
+        tools = QToolBar("Main")
+        tools.setObjectName("toolbar-main")
+        for action in (a.open_image, a.open_folder, a.open_model, None, a.previous_image, a.next_image, None,
+                       a.fit, a.actual_size, None, a.show_heatmap, a.show_segmentation, a.show_residual,
+                       None, a.segment):
+            tools.addSeparator() if action is None else tools.addAction(action)
+        self.addToolBar(tools)
+        overlay = QToolBar("Overlay")
+        overlay.setObjectName("toolbar-overlay")
+        self.overlay_bar = OverlayBar(doc)
+        overlay.addWidget(self.overlay_bar)
+        self.addToolBar(overlay)
+
+        self.status = JobStatus()
+        self.hover = QLabel()
+        self.statusBar().addWidget(self.hover, 1)
+        self.statusBar().addPermanentWidget(self.status)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _connect(self) -> None:
+        a, doc = self.actions, self.document
+        a.open_image.triggered.connect(self.ask_open_images)
+        a.open_folder.triggered.connect(self.ask_open_folder)
+        a.open_model.triggered.connect(self.ask_open_model)
+        a.open_session.triggered.connect(self.ask_open_session)
+        a.save_session.triggered.connect(self.ask_save_session)
+        a.export_view.triggered.connect(self.ask_export_view)
+        a.export_mask.triggered.connect(self.ask_export_mask)
+        a.export_contributions.triggered.connect(self.ask_export_contributions)
+        a.quit.triggered.connect(self.close)
+        a.fit.triggered.connect(self.canvas.fit)
+        a.actual_size.triggered.connect(self.canvas.actual_size)
+        a.zoom_in.triggered.connect(self.canvas.zoom_in)
+        a.zoom_out.triggered.connect(self.canvas.zoom_out)
+        for name in ("show_heatmap", "show_segmentation", "show_residual", "show_opaque"):
+            getattr(a, name).toggled.connect(self._on_layer_toggled)
+        a.more_opaque.triggered.connect(self.more_opaque)
+        a.less_opaque.triggered.connect(self.less_opaque)
+        a.find_concept.triggered.connect(self._find_concept)
+        a.next_image.triggered.connect(self.next_image)
+        a.previous_image.triggered.connect(self.previous_image)
+        a.next_concept.triggered.connect(self.next_concept)
+        a.previous_concept.triggered.connect(self.previous_concept)
+        a.segment.triggered.connect(self.request_analysis)
+        a.cancel.triggered.connect(self.cancel)
+        a.shortcuts.triggered.connect(self.show_shortcuts)
+        a.about.triggered.connect(self.show_about)
+        self.segmentation.segmentRequested.connect(self.request_analysis)
+        self.filmstrip.imageActivated.connect(self.show_image)
+        self.canvas.hovered.connect(self.hover.setText)
+        self.status.cancelRequested.connect(self.cancel)
+        self.status.deviceChosen.connect(self.set_device)
+        self.worker.modelReady.connect(self._on_model_ready)
+        self.worker.analysisReady.connect(self._on_analysis_ready)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.busy.connect(self.status.set_busy)
+        self.worker.idle.connect(self.status.set_idle)
+        doc.overlayChanged.connect(self._sync_layer_actions)
+        self._sync_layer_actions()
+
+    # ------------------------------------------------------------------ start-up and settings
+    def _restore_settings(self) -> None:
+        s = self.settings
+        if geometry := s.window_geometry():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 880)
+        if state := s.window_state():
+            self.restoreState(state)
+        self.document.set_overlay(**s.overlay().__dict__)
+        self.document.set_classes(s.classes() or self.document.classes, s.background())
+        self.status.set_device_choice(s.device())
+
+    def start(self, images: Sequence[str | Path] = (), model: str | Path | None = None,
+              session: str | Path | None = None) -> None:
+        """Open what the command line named, else the last model (or the demo model) and a sample photo."""
+        window_files.start(self, images, model, session)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        s = self.settings
+        s.set_window_geometry(self.saveGeometry())
+        s.set_window_state(self.saveState())
+        s.set_overlay(self.document.overlay)
+        s.set_classes(self.document.classes)
+        s.set_background(self.document.background)
+        s.sync()
+        self.worker.shutdown()
+        self.filmstrip.shutdown()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ model and device
+    def load_model(self, path: str | Path) -> None:
+        self.model_path = Path(path)
+        self.worker.load_model(self.model_path, self.status.device_choice())
+
+    @Slot(str)
+    def set_device(self, device: str) -> None:
+        self.settings.set_device(device)
+        if self.model_path is not None:
+            self.load_model(self.model_path)
+
+    @Slot(object)
+    def _on_model_ready(self, catalog) -> None:
+        self._cache.clear()
+        self.document.set_catalog(catalog)
+        self.status.set_device_in_use(catalog.device)
+        self.settings.set_last_model_path(self.model_path)
+        self.setWindowTitle(f"Insight Desktop — {Path(catalog.path).name}")
+        self._analysed_key = None
+        self.request_analysis()
+
+    # ------------------------------------------------------------------ images
+    def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None:
+        self.images = [Path(p) for p in paths]
+        self.folder = folder
+        self.filmstrip.set_images(self.images, max(0, index))
+        self.docks["images"].setVisible(len(self.images) > 1)
+        self.index = -1
+        if self.images:
+            self.show_image(min(max(0, index), len(self.images) - 1))
+
+    def open_folder(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        paths = images_in_folder(folder)
+        if not paths:
+            show_error(self, "No images in this folder", f"'{folder}' holds no image files Insight can read.")
+            return
+        self.settings.set_last_folder(folder)
+        self.open_images(paths, 0, folder)
+
+    @Slot(int)
+    def show_image(self, index: int) -> bool:
+        """Show image ``index`` of the list; a file that cannot be read shows a message and changes nothing."""
+        if not (0 <= index < len(self.images)):
+            return False
+        path = self.images[index]
+        try:
+            rgb = load_image(path)
+        except ImageLoadError as exc:
+            show_error(self, "Could not open the image", str(exc))
+            return False
+        self.index = index
+        self.filmstrip.set_current(index)
+        self.settings.add_recent_file(path)
+        self.document.set_image(path, rgb)
+        self.canvas.fit()
+        self.request_analysis()
+        return True
+
+    @Slot()
+    def next_image(self) -> None:
+        if self.index + 1 < len(self.images):
+            self.show_image(self.index + 1)
+
+    @Slot()
+    def previous_image(self) -> None:
+        if self.index > 0:
+            self.show_image(self.index - 1)
+
+    # ------------------------------------------------------------------ analysis
+    def _key(self):
+        """What an analysis depends on: the image file (and its version), the classes and the model."""
+        doc = self.document
+        try:
+            version = doc.image_path.stat().st_mtime_ns if doc.image_path else id(doc.image)
+        except OSError:
+            version = id(doc.image)
+        return (str(doc.image_path), version, doc.classes, doc.background, id(doc.catalog))
+
+    @Slot()
+    def request_analysis(self) -> None:
+        """Analyse the current image with the current classes (unless that is already shown)."""
+        doc = self.document
+        if doc.image is None or doc.catalog is None:
+            return
+        key = self._key()
+        if key == self._analysed_key and doc.analysis is not None:
+            return
+        self._analysed_key = key
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self.document.set_analysis(self._cache[key])
+            return
+        self.worker.analyze(doc.image, doc.classes, doc.background,
+                            label=doc.image_path.name if doc.image_path else "image")
+
+    @Slot(object)
+    def _on_analysis_ready(self, analysis) -> None:
+        self._cache[self._analysed_key] = analysis
+        while len(self._cache) > ANALYSIS_CACHE:
+            self._cache.popitem(last=False)
+        self.document.set_analysis(analysis)
+        if self._pending_session is not None:
+            window_files.finish_session(self, self._pending_session)
+            self._pending_session = None
+        notices = " · ".join(analysis.notices)
+        self.hover.setText(notices[:200] if notices else f"{len(analysis.concepts)} concepts active")
+
+    @Slot(object)
+    def _on_failed(self, failure: Failure) -> None:
+        if failure.kind == "analysis":
+            self._analysed_key = None  # let the user retry the same request
+        show_error(self, failure.title, failure.message, failure.details)
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.worker.is_busy:
+            self.worker.cancel()
+            self._analysed_key = None
+            self.hover.setText("Cancelled.")
+
+    # ------------------------------------------------------------------ concepts and layers
+    def _step_concept(self, step: int) -> None:
+        a = self.document.analysis
+        if a is None or not a.concepts:
+            return
+        ids = [c.concept for c in a.concepts]
+        i = ids.index(self.document.concept) + step if self.document.concept in ids else 0
+        self.document.select_concept(ids[i % len(ids)])
+
+    @Slot()
+    def next_concept(self) -> None:
+        self._step_concept(1)
+
+    @Slot()
+    def previous_concept(self) -> None:
+        self._step_concept(-1)
+
+    @Slot()
+    def more_opaque(self) -> None:
+        o = self.document.overlay
+        self.document.set_overlay(heatmap_opacity=round(min(1.0, o.heatmap_opacity + 0.1), 3))
+
+    @Slot()
+    def less_opaque(self) -> None:
+        o = self.document.overlay
+        self.document.set_overlay(heatmap_opacity=round(max(0.0, o.heatmap_opacity - 0.1), 3))
+
+    @Slot(bool)
+    def _on_layer_toggled(self, _checked: bool) -> None:
+        a = self.actions
+        self.document.set_overlay(show_heatmap=a.show_heatmap.isChecked(),
+                                  show_segmentation=a.show_segmentation.isChecked(),
+                                  show_residual=a.show_residual.isChecked(), show_opaque=a.show_opaque.isChecked())
+
+    @Slot()
+    def _sync_layer_actions(self) -> None:
+        o = self.document.overlay
+        for name in ("show_heatmap", "show_segmentation", "show_residual", "show_opaque"):
+            action = getattr(self.actions, name)
+            if action.isChecked() != getattr(o, name):
+                action.blockSignals(True)
+                action.setChecked(getattr(o, name))
+                action.blockSignals(False)
+
+    @Slot()
+    def _find_concept(self) -> None:
+        self.docks["concepts"].show()
+        self.tree.focus_search()
+
+    # ------------------------------------------------------------------ dialogs and files
+    @Slot()
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self.actions.all, self).open()
+
+    @Slot()
+    def show_about(self) -> None:
+        AboutDialog(self.document.catalog, self).open()
+
+    @Slot()
+    def ask_open_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", str(self.settings.last_folder() or ""),
+                                                IMAGE_FILTER)
+        if paths:
+            self.settings.set_last_folder(Path(paths[0]).parent)
+            self.open_images(paths)
+
+    @Slot()
+    def ask_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(self.settings.last_folder() or ""))
+        if folder:
+            self.open_folder(folder)
+
+    @Slot()
+    def ask_open_model(self) -> None:
+        window_files.ask_open_model(self)
+
+    @Slot()
+    def ask_open_session(self) -> None:
+        window_files.ask_open_session(self)
+
+    @Slot()
+    def ask_save_session(self) -> None:
+        window_files.ask_save_session(self)
+
+    @Slot()
+    def ask_export_view(self) -> None:
+        window_files.ask_export_view(self)
+
+    @Slot()
+    def ask_export_mask(self) -> None:
+        window_files.ask_export_mask(self)
+
+    @Slot()
+    def ask_export_contributions(self) -> None:
+        window_files.ask_export_contributions(self)
+
+    def _fill_recent_menu(self) -> None:
+        window_files.fill_recent_menu(self, self.recent_menu)
+
+    @Slot()
+    def open_recent(self) -> None:
+        action = self.sender()
+        if action is not None and action.data():
+            window_files.open_paths(self, [Path(action.data())])
+
+    @Slot()
+    def clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            window_files.open_paths(self, paths)

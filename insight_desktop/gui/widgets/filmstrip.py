@@ -1,0 +1,298 @@
+"""A horizontal strip of thumbnails of the images of a folder, decoded lazily off the GUI thread.
+
+Only the thumbnails that are on screen (plus a margin) are requested; each is decoded by a
+QRunnable on the strip's own QThreadPool and handed back to the GUI thread as a QImage through
+a queued signal.  A generation number travels with every job, so thumbnails of a previous
+folder that arrive late are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QListView, QListWidget, QListWidgetItem, QStyle,
+                               QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
+
+from ...core.images import DEFAULT_MAX_PIXELS, ImageLoadError, find_images, load_image
+
+THUMBNAIL_SIZE = 96
+#: item data role holding the thumbnail state: "loading", "ready" or "broken"
+STATE_ROLE = Qt.ItemDataRole.UserRole + 1
+#: item data role holding the image path (a str)
+PATH_ROLE = Qt.ItemDataRole.UserRole + 2
+_MARGIN = 8  # items beyond each edge of the view that are decoded ahead of scrolling
+
+
+def images_in_folder(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """The image files of ``folder`` in natural order ("img2" before "img10"), by suffix."""
+    return find_images(folder, recursive=recursive)
+
+
+def load_thumbnail(path: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """An RGB uint8 thumbnail of the image at ``path``, at most ``size`` pixels on each side.
+
+    JPEGs are decoded at a reduced scale (``Image.draft``: 1/2 … 1/8 of the pixels, much faster
+    for camera photos); every other file, and any JPEG the fast path cannot handle, goes through
+    :func:`core.images.load_image`, so conversions, size limits and error messages are the
+    core's.  Raises ImageLoadError.
+    """
+    path = Path(path)
+    rgb = _draft_jpeg(path, size) if path.is_file() else None  # a FIFO must never reach Image.open
+    if rgb is None:
+        rgb = Image.fromarray(load_image(path))
+    rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(rgb.convert("RGB")))
+
+
+def _draft_jpeg(path: Path, size: int) -> Image.Image | None:
+    try:
+        with Image.open(path, formats=("JPEG",)) as im:
+            w, h = im.size
+            if not 0 < w * h <= DEFAULT_MAX_PIXELS or im.mode not in ("RGB", "L", "CMYK", "YCbCr"):
+                return None
+            im.draft("RGB", (size, size))  # decoder-level downscale, still ≥ size on each side
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except Exception:  # not a JPEG, or a broken one: load_image decides and words the error
+        return None
+
+
+class _ThumbnailSignals(QObject):
+    # generation, row, QImage or None, error text
+    done = Signal(int, int, object, str)
+
+
+class _ThumbnailJob(QRunnable):
+    def __init__(self, signals: _ThumbnailSignals, generation: int, row: int, path: Path, size: int):
+        super().__init__()
+        self.signals, self.generation, self.row, self.path, self.size = signals, generation, row, path, size
+
+    def run(self) -> None:  # on a pool thread
+        try:
+            rgb = load_thumbnail(self.path, self.size)
+            h, w = rgb.shape[:2]
+            # copy(): the QImage must own its pixels once the numpy array is gone
+            image, error = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy(), ""
+        except ImageLoadError as exc:
+            image, error = None, exc.reason
+        except Exception as exc:  # never let a pool thread die silently: show it on the item
+            image, error = None, f"{type(exc).__name__}: {exc}"
+        self.signals.done.emit(self.generation, self.row, image, error)
+
+
+def _placeholder(size: int, broken: bool) -> QIcon:
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    p = QPainter(pixmap)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(QColor(150, 150, 150), 2))
+    p.setBrush(QColor(225, 225, 225))
+    p.drawRoundedRect(6, 14, size - 12, size - 28, 6, 6)
+    if broken:  # a red cross: this file could not be read
+        p.setPen(QPen(QColor(200, 40, 40), 4))
+        m = size // 3
+        p.drawLine(m, m, size - m, size - m)
+        p.drawLine(size - m, m, m, size - m)
+    p.end()
+    return QIcon(pixmap)
+
+
+class _ThumbnailDelegate(QStyledItemDelegate):
+    """Draws the thumbnail centred in its cell and the current one inside a highlight frame
+    (the default icon-mode look tints the picture and highlights an empty text line instead)."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        rect = option.rect.adjusted(2, 2, -2, -2)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.setPen(QPen(option.palette.highlight().color(), 3))
+            painter.setBrush(option.palette.highlight().color().lighter(170))
+            painter.drawRoundedRect(rect, 5, 5)
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon) and not icon.isNull():
+            size = icon.actualSize(option.decorationSize)
+            pixmap = icon.pixmap(size)
+            painter.drawPixmap(rect.center().x() - size.width() // 2 + 1,
+                               rect.center().y() - size.height() // 2 + 1, pixmap)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:  # noqa: N802 — Qt override
+        return option.decorationSize + QSize(12, 12)
+
+
+class Filmstrip(QWidget):
+    """Thumbnails of a list of images in a row; the current one is selected (highlighted).
+
+    User actions — a click, the arrow keys, :meth:`next` and :meth:`previous` — emit
+    ``imageActivated(index)``; :meth:`set_current` and :meth:`set_images` do not, so the main
+    window can follow its own image loads without a loop.  ``next``/``previous`` stop at the
+    ends rather than wrapping: a folder is a sequence, and wrapping would hide its end.
+    """
+
+    imageActivated = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None, *, thumbnail_size: int = THUMBNAIL_SIZE):
+        super().__init__(parent)
+        self.thumbnail_size = thumbnail_size
+        self._paths: list[Path] = []
+        self._generation = 0
+        self._requested: set[int] = set()
+        self._quiet = False  # set while the current row changes programmatically
+        self._loading_icon = _placeholder(thumbnail_size, broken=False)
+        self.broken_icon = _placeholder(thumbnail_size, broken=True)
+
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(max(1, min(4, (os.cpu_count() or 2) - 1)))
+        # Parentless on purpose: jobs still running when the strip is deleted keep it alive (they
+        # hold a reference), and Qt drops the connection to the deleted strip.
+        self._signals = _ThumbnailSignals()
+        self._signals.done.connect(self._on_thumbnail)
+
+        self.list = QListWidget(self)
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setFlow(QListView.Flow.LeftToRight)
+        self.list.setWrapping(False)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setUniformItemSizes(True)
+        self.list.setIconSize(QSize(thumbnail_size, thumbnail_size))
+        self.list.setGridSize(QSize(thumbnail_size + 12, thumbnail_size + 12))
+        self.list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setItemDelegate(_ThumbnailDelegate(self.list))
+        self.list.setFixedHeight(thumbnail_size + 12 + self.list.horizontalScrollBar().sizeHint().height() + 6)
+        self.list.currentRowChanged.connect(self._on_current_row_changed)
+        self.list.horizontalScrollBar().valueChanged.connect(self._request_visible)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list)
+
+    # ------------------------------------------------------------------ public API
+    def set_images(self, paths: Sequence[str | os.PathLike], current: int = 0) -> None:
+        """Show ``paths`` (thumbnails load as they come into view); select ``current``."""
+        self._generation += 1  # thumbnails still on their way belong to the old list
+        self._pool.clear()     # queued jobs for the old list need not run
+        self._requested.clear()
+        self._paths = [Path(p) for p in paths]
+        self._quiet = True
+        try:
+            self.list.clear()
+            for path in self._paths:
+                item = QListWidgetItem(self._loading_icon, "")
+                item.setToolTip(str(path))
+                item.setData(STATE_ROLE, "loading")
+                item.setData(PATH_ROLE, str(path))
+                item.setSizeHint(self.list.gridSize())
+                self.list.addItem(item)
+        finally:
+            self._quiet = False
+        self.set_current(current)
+        self._request_visible()
+        QTimer.singleShot(0, self._request_visible)  # again once the layout knows its geometry
+
+    def images(self) -> list[Path]:
+        return list(self._paths)
+
+    def count(self) -> int:
+        return len(self._paths)
+
+    def current_index(self) -> int:
+        """The selected image, −1 when the strip is empty."""
+        return self.list.currentRow()
+
+    def set_current(self, index: int) -> None:
+        """Select ``index`` (clamped into range) and scroll to it, without emitting imageActivated."""
+        if not self._paths:
+            return
+        index = min(max(int(index), 0), len(self._paths) - 1)
+        self._quiet = True
+        try:
+            self.list.setCurrentRow(index)
+        finally:
+            self._quiet = False
+        self.list.scrollToItem(self.list.item(index))
+
+    def next(self) -> int:
+        """Move to the next image and emit imageActivated; stops at the last one. Returns the index."""
+        return self._step(+1)
+
+    def previous(self) -> int:
+        """Move to the previous image and emit imageActivated; stops at the first one."""
+        return self._step(-1)
+
+    def thumbnail_state(self, index: int) -> str:
+        """"loading", "ready" or "broken"."""
+        return self.list.item(index).data(STATE_ROLE)
+
+    def wait_for_thumbnails(self, msecs: int = -1) -> bool:
+        """Block until queued thumbnail jobs are done (tests, shutdown); True when all finished."""
+        return self._pool.waitForDone(msecs)
+
+    def shutdown(self) -> None:
+        """Drop queued jobs and wait for running ones (call before the application quits)."""
+        self._generation += 1
+        self._pool.clear()
+        self._pool.waitForDone()
+
+    # ------------------------------------------------------------------ internals
+    def _step(self, delta: int) -> int:
+        if not self._paths:
+            return -1
+        row = self.list.currentRow()
+        target = min(max(row + delta, 0), len(self._paths) - 1)
+        if target != row:
+            self.list.setCurrentRow(target)  # emits imageActivated through _on_current_row_changed
+            self.list.scrollToItem(self.list.item(target))
+        return target
+
+    @Slot(int)
+    def _on_current_row_changed(self, row: int) -> None:
+        if row >= 0:
+            self.list.item(row).setSelected(True)
+            if not self._quiet:
+                self.imageActivated.emit(row)
+
+    @Slot()
+    def _request_visible(self, *_: object) -> None:
+        n = len(self._paths)
+        if not n:
+            return
+        cell = max(1, self.list.gridSize().width())
+        left = self.list.horizontalScrollBar().value()
+        width = max(self.list.viewport().width(), cell)
+        first = max(0, left // cell - _MARGIN)
+        last = min(n - 1, (left + width) // cell + _MARGIN)
+        for row in range(first, last + 1):
+            if row not in self._requested:
+                self._requested.add(row)
+                self._pool.start(_ThumbnailJob(self._signals, self._generation, row,
+                                               self._paths[row], self.thumbnail_size))
+
+    @Slot(int, int, object, str)
+    def _on_thumbnail(self, generation: int, row: int, image: QImage | None, error: str) -> None:
+        if generation != self._generation or not 0 <= row < self.list.count():
+            return  # a thumbnail of a list that is no longer shown
+        item = self.list.item(row)
+        if image is None:
+            item.setIcon(self.broken_icon)
+            item.setData(STATE_ROLE, "broken")
+            item.setToolTip(f"{self._paths[row]}\ncannot show this image: {error}")
+        else:
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
+            item.setData(STATE_ROLE, "ready")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 — Qt override
+        super().resizeEvent(event)
+        self._request_visible()
+
+    def showEvent(self, event) -> None:  # noqa: N802 — Qt override
+        super().showEvent(event)
+        self._request_visible()

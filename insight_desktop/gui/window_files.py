@@ -1,0 +1,199 @@
+"""What the main window does with files: start-up, drops, models, sessions, exports, recent files.
+
+Kept apart from :mod:`.main_window` so the window module stays about layout and wiring. Every
+function takes the window; every failure shows a message and leaves the window as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from PySide6.QtWidgets import QFileDialog, QMenu
+
+from ..core.images import IMAGE_SUFFIXES
+from ..core.paths import resource_path, sample_images
+from .dialogs import show_error
+from .session import SESSION_FILTER, SESSION_SUFFIX, Session, SessionError, apply_session_selections, \
+    apply_session_to_document, load_session, save_session, session_from_document
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+MODEL_FILTER = "Concept models (*.zip manifest.json);;All files (*)"
+DEFAULT_SAMPLE = "chelsea.png"
+
+
+def default_model() -> Path | None:
+    from ..core.demo import demo_model_path
+
+    return demo_model_path()
+
+
+def start(window: "MainWindow", images: Sequence[str | Path], model: str | Path | None,
+          session: str | Path | None) -> None:
+    if session is not None:
+        open_session(window, session)
+        return
+    model = Path(model) if model else window.settings.last_model_path()
+    if model is None or not model.exists():
+        model = default_model()
+    if model is None:
+        show_error(window, "No concept model", "No concept model is installed. Open one with File → Open Model…")
+    else:
+        window.load_model(model)
+    if images:
+        open_paths(window, [Path(p) for p in images])
+    else:
+        samples = sample_images()
+        first = next((i for i, p in enumerate(samples) if p.name == DEFAULT_SAMPLE), 0)
+        window.open_images(samples, first, resource_path("samples"))
+
+
+def is_model(path: Path) -> bool:
+    return (path.is_file() and path.suffix.lower() == ".zip") or (path.is_dir() and (path / "manifest.json").is_file())
+
+
+def open_paths(window: "MainWindow", paths: Sequence[Path]) -> None:
+    """Open whatever was dropped or named: a model, a session, a folder, or image files."""
+    images = []
+    for path in paths:
+        if is_model(path):
+            window.load_model(path)
+        elif path.name.endswith(SESSION_SUFFIX):
+            open_session(window, path)
+            return
+        elif path.is_dir():
+            window.open_folder(path)
+            return
+        elif path.suffix.lower() in IMAGE_SUFFIXES or path.is_file():
+            images.append(path)
+        else:
+            show_error(window, "Nothing to open", f"'{path}' does not exist.")
+    if images:
+        window.open_images(images)
+
+
+def ask_open_model(window: "MainWindow") -> None:
+    path, _ = QFileDialog.getOpenFileName(window, "Open a concept model", str(window.model_path or ""), MODEL_FILTER)
+    if path:
+        p = Path(path)
+        window.load_model(p.parent if p.name == "manifest.json" else p)
+
+
+# ---------------------------------------------------------------------- sessions
+def current_session(window: "MainWindow") -> Session:
+    return session_from_document(window.document, window.images, max(window.index, 0), window.model_path,
+                                 window.status.device_choice(), folder=window.folder)
+
+
+def ask_save_session(window: "MainWindow") -> None:
+    path, _ = QFileDialog.getSaveFileName(window, "Save session", "untitled" + SESSION_SUFFIX, SESSION_FILTER)
+    if not path:
+        return
+    if not path.endswith(SESSION_SUFFIX):
+        path += SESSION_SUFFIX
+    try:
+        save_session(path, current_session(window))
+    except (SessionError, OSError) as exc:
+        show_error(window, "Could not save the session", str(exc))
+        return
+    window.settings.add_recent_file(path)
+    window.hover.setText(f"Session saved to {path}")
+
+
+def ask_open_session(window: "MainWindow") -> None:
+    path, _ = QFileDialog.getOpenFileName(window, "Open session", "", SESSION_FILTER)
+    if path:
+        open_session(window, path)
+
+
+def open_session(window: "MainWindow", path: str | Path) -> None:
+    try:
+        session = load_session(path)
+    except SessionError as exc:
+        show_error(window, "Could not open the session", str(exc))
+        return
+    window.settings.add_recent_file(path)
+    window.status.set_device_choice(session.device)
+    if session.model_path is not None and session.model_path != window.model_path:
+        window.load_model(session.model_path)
+    apply_session_to_document(session, window.document)
+    present = [p for p in session.images if p not in set(session.missing)]
+    if session.missing:
+        show_error(window, "Some images are missing",
+                   f"{len(session.missing)} image(s) of the session no longer exist:\n"
+                   + "\n".join(str(p) for p in session.missing[:10]))
+    window._pending_session = session  # selections need the analysis of the session's image
+    current = session.current_image
+    index = present.index(current) if current in present else 0
+    window.open_images(present, index, session.folder)
+
+
+def finish_session(window: "MainWindow", session: Session) -> None:
+    apply_session_selections(session, window.document)
+
+
+# ---------------------------------------------------------------------- exports
+def _save_path(window: "MainWindow", title: str, suggested: str, filters: str) -> str:
+    stem = window.document.image_path.stem if window.document.image_path else "insight"
+    path, _ = QFileDialog.getSaveFileName(window, title, f"{stem}-{suggested}", filters)
+    return path
+
+
+def ask_export_view(window: "MainWindow") -> None:
+    if window.document.image is None:
+        show_error(window, "Nothing to export", "Open an image first.")
+        return
+    path = _save_path(window, "Export view", "view.png", "PNG images (*.png)")
+    if path:
+        _export(window, lambda: window.canvas.export_image(path), path)
+
+
+def ask_export_mask(window: "MainWindow") -> None:
+    a = window.document.analysis
+    if a is None or a.segmentation is None:
+        show_error(window, "Nothing to export", "There is no segmentation yet: press Segment (Ctrl+Return).")
+        return
+    path = _save_path(window, "Export label mask", "labels.png", "PNG images (*.png)")
+    if path:
+        from .export import save_label_mask
+
+        _export(window, lambda: save_label_mask(path, a.segmentation), path)
+
+
+def ask_export_contributions(window: "MainWindow") -> None:
+    a = window.document.analysis
+    if a is None:
+        show_error(window, "Nothing to export", "There is no analysis yet.")
+        return
+    path = _save_path(window, "Export contributions", "contributions.csv", "CSV (*.csv);;JSON (*.json)")
+    if path:
+        from .export import save_contributions
+
+        _export(window, lambda: save_contributions(path, a), path)
+
+
+def _export(window: "MainWindow", write, path: str) -> None:
+    try:
+        write()
+    except (OSError, ValueError) as exc:  # a full disk or an unwritable folder: say so, lose nothing
+        show_error(window, "Could not export", f"Writing '{path}' failed: {exc}")
+        return
+    window.hover.setText(f"Saved {path}")
+
+
+# ---------------------------------------------------------------------- recent files
+def fill_recent_menu(window: "MainWindow", menu: QMenu) -> None:
+    menu.clear()
+    recent = window.settings.recent_files()
+    for path in recent:
+        action = menu.addAction(path.name)
+        action.setToolTip(str(path))
+        action.setData(str(path))
+        action.triggered.connect(window.open_recent)
+    if not recent:
+        menu.addAction("No recent files").setEnabled(False)
+    else:
+        menu.addSeparator()
+        menu.addAction("Clear Recent Files").triggered.connect(window.clear_recent)

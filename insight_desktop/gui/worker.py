@@ -1,0 +1,240 @@
+"""One long-lived inference worker on its own thread (ARCHITECTURE rule 3).
+
+:class:`InferenceWorker` lives on a ``QThread`` and owns the :class:`~insight_desktop.core.engine.Analyzer`
+(the model loads once; torch is first imported there, never on the GUI thread).
+:class:`WorkerClient` is its GUI-thread face: every request gets a *generation* number; a newer
+request of the same kind supersedes older ones, which the worker skips if they have not started
+and stops between backbone windows if they have; their results, if any still arrive, are dropped.
+``cancel()`` stops everything asked so far. Errors come back as a signal; the worker never dies.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+MODEL, ANALYSIS = "model", "analysis"
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    path: str
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    image: np.ndarray            # RGB uint8, read-only
+    classes: tuple[str, ...]
+    background: bool = False
+    label: str = ""              # what the status bar calls it (the file name)
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str                    # MODEL or ANALYSIS
+    title: str
+    message: str
+    details: str = ""            # traceback, for bug reports
+
+
+class WorkControl:
+    """Generations shared by the two threads: which requests are still wanted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+        self._latest = {MODEL: -1, ANALYSIS: -1}
+        self._cancelled_below = 0
+
+    def issue(self, kind: str) -> int:
+        with self._lock:
+            self._next += 1
+            self._latest[kind] = self._next
+            if kind == MODEL:  # analyses of the previous model are no longer wanted
+                self._latest[ANALYSIS] = self._next
+            return self._next
+
+    def wanted(self, kind: str, generation: int) -> bool:
+        with self._lock:
+            return generation >= self._latest[kind] and generation >= self._cancelled_below
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            self._cancelled_below = self._next + 1
+
+
+def _describe(exc: BaseException, what: str) -> tuple[str, str]:
+    """A title and a message a user can act on (no traceback)."""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or "OutOfMemory" in name or "out of memory" in str(exc).lower():
+        return "Out of memory", (f"There was not enough memory for {what}. Close other programs, choose the CPU "
+                                 "device, or try a smaller image.")
+    message = str(exc) or name
+    return f"Could not {what}", message
+
+
+class InferenceWorker(QObject):
+    """Owns the Analyzer; runs on the worker thread. Talk to it only through signals."""
+
+    modelLoaded = Signal(int, object)     # generation, ConceptCatalog
+    analysisReady = Signal(int, object)   # generation, Analysis
+    failed = Signal(int, object)          # generation, Failure
+    progress = Signal(int, str, float)    # generation, stage, fraction 0..1 (−1: unknown)
+    finished = Signal(int)                # generation: done, failed, stopped or skipped
+
+    def __init__(self, control: WorkControl):
+        super().__init__()
+        self._control = control
+        self._analyzer = None
+
+    @Slot(int, object)
+    def load_model(self, generation: int, request: ModelRequest) -> None:
+        try:
+            if not self._control.wanted(MODEL, generation):
+                return
+            self.progress.emit(generation, f"Loading model {Path(request.path).name}…", -1.0)
+            from ..core.engine import Analyzer
+
+            analyzer = Analyzer(request.path, device=request.device)
+            catalog = analyzer.catalog()
+            if not self._control.wanted(MODEL, generation):
+                analyzer.close()
+                return
+            old, self._analyzer = self._analyzer, analyzer
+            if old is not None:
+                old.close()
+            self.modelLoaded.emit(generation, catalog)
+        except Exception as exc:  # the worker never dies: report and carry on with the old model
+            title, message = _describe(exc, f"load the model '{Path(request.path).name}'")
+            self.failed.emit(generation, Failure(MODEL, title, message, traceback.format_exc()))
+        finally:
+            self.finished.emit(generation)
+
+    @Slot(int, object)
+    def analyze(self, generation: int, request: AnalysisRequest) -> None:
+        from ..core.engine import AnalysisStopped
+
+        try:
+            if not self._control.wanted(ANALYSIS, generation):
+                return  # superseded before it started: skip (coalescing)
+            if self._analyzer is None:
+                raise RuntimeError("No concept model is loaded: open one with File → Open model…")
+            self.progress.emit(generation, f"Analysing {request.label}…", 0.0)
+            analysis = self._analyzer.analyze(
+                request.image, list(request.classes) or None, background=request.background,
+                should_stop=lambda: not self._control.wanted(ANALYSIS, generation),
+                progress=lambda stage, f: self.progress.emit(generation, f"Analysing {request.label}: {stage}", f))
+            if self._control.wanted(ANALYSIS, generation):
+                self.analysisReady.emit(generation, analysis)
+        except AnalysisStopped:
+            pass
+        except Exception as exc:
+            title, message = _describe(exc, f"analyse {request.label or 'the image'}")
+            self.failed.emit(generation, Failure(ANALYSIS, title, message, traceback.format_exc()))
+        finally:
+            self.finished.emit(generation)
+
+    @Slot()
+    def shutdown(self) -> None:
+        if self._analyzer is not None:
+            self._analyzer.close()
+            self._analyzer = None
+
+
+class WorkerClient(QObject):
+    """The GUI thread's handle on the worker: issue requests, get only the results still wanted."""
+
+    modelReady = Signal(object)          # ConceptCatalog
+    analysisReady = Signal(object)       # Analysis
+    failed = Signal(object)              # Failure
+    busy = Signal(str, float)            # status text, fraction (−1: unknown)
+    idle = Signal()
+
+    _requestModel = Signal(int, object)
+    _requestAnalysis = Signal(int, object)
+    _requestShutdown = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.control = WorkControl()
+        self._pending: set[int] = set()
+        self._thread = QThread()
+        self._thread.setObjectName("insight-inference")
+        self._worker = InferenceWorker(self.control)
+        self._worker.moveToThread(self._thread)
+        self._requestModel.connect(self._worker.load_model)
+        self._requestAnalysis.connect(self._worker.analyze)
+        self._requestShutdown.connect(self._worker.shutdown)
+        self._worker.modelLoaded.connect(self._on_model_loaded)
+        self._worker.analysisReady.connect(self._on_analysis_ready)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ requests
+    def load_model(self, path: str | Path, device: str = "auto") -> int:
+        gen = self.control.issue(MODEL)
+        self._pending.add(gen)
+        self._requestModel.emit(gen, ModelRequest(str(path), device))
+        self.busy.emit(f"Loading model {Path(path).name}…", -1.0)  # at once, not when the worker gets to it
+        return gen
+
+    def analyze(self, image: np.ndarray, classes: tuple[str, ...] = (), background: bool = False,
+                label: str = "") -> int:
+        gen = self.control.issue(ANALYSIS)
+        self._pending.add(gen)
+        self._requestAnalysis.emit(gen, AnalysisRequest(image, tuple(classes), bool(background), label))
+        self.busy.emit(f"Analysing {label or 'the image'}…", 0.0)
+        return gen
+
+    def cancel(self) -> None:
+        """Stop the running job and drop everything queued."""
+        self.control.cancel_all()
+
+    @property
+    def is_busy(self) -> bool:
+        return bool(self._pending)
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop work, free the model and end the thread (call once, when the window closes)."""
+        if not self._thread.isRunning():
+            return
+        self.control.cancel_all()
+        self._requestShutdown.emit()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
+
+    # ------------------------------------------------------------------ results (GUI thread)
+    @Slot(int, object)
+    def _on_model_loaded(self, generation: int, catalog: Any) -> None:
+        if self.control.wanted(MODEL, generation):
+            self.modelReady.emit(catalog)
+
+    @Slot(int, object)
+    def _on_analysis_ready(self, generation: int, analysis: Any) -> None:
+        if self.control.wanted(ANALYSIS, generation):
+            self.analysisReady.emit(analysis)
+
+    @Slot(int, object)
+    def _on_failed(self, generation: int, failure: Failure) -> None:
+        if self.control.wanted(failure.kind, generation):
+            self.failed.emit(failure)
+
+    @Slot(int, str, float)
+    def _on_progress(self, generation: int, text: str, fraction: float) -> None:
+        if generation == max(self._pending, default=-1):
+            self.busy.emit(text, fraction)
+
+    @Slot(int)
+    def _on_finished(self, generation: int) -> None:
+        self._pending.discard(generation)
+        if not self._pending:
+            self.idle.emit()

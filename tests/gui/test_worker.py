@@ -1,0 +1,104 @@
+"""The inference worker: loads once, analyses off the GUI thread, drops superseded work, cancels, survives errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from insight_desktop.gui.worker import ANALYSIS, MODEL, AnalysisRequest, InferenceWorker, ModelRequest, WorkControl, WorkerClient
+
+from .conftest import CLASSES
+
+
+@pytest.fixture
+def client(qtbot):
+    c = WorkerClient()
+    yield c
+    c.shutdown()
+
+
+def load(qtbot, client, path, device="cpu"):
+    with qtbot.waitSignal(client.modelReady, timeout=60_000) as got:
+        client.load_model(path, device)
+    return got.args[0]
+
+
+def test_loads_a_model_and_analyses_on_another_thread(qtbot, client, tiny_bundle, sample_rgb):
+    catalog = load(qtbot, client, tiny_bundle)
+    assert catalog.n_concepts == 64 and catalog.name(0) == "c0"
+    assert 1 in [p for p, _ in catalog.parents(0)]
+    progress = []
+    client.busy.connect(lambda text, f: progress.append(f))
+    with qtbot.waitSignal(client.analysisReady, timeout=60_000) as got:
+        client.analyze(sample_rgb, CLASSES, label="chelsea.png")
+    analysis = got.args[0]
+    assert analysis.image_size == sample_rgb.shape[:2]
+    assert analysis.segmentation.class_names == CLASSES
+    assert progress and max(progress) == pytest.approx(1.0)
+    qtbot.waitUntil(lambda: not client.is_busy)
+
+
+def test_a_newer_request_supersedes_an_older_one(qtbot, client, tiny_bundle, sample_rgb):
+    load(qtbot, client, tiny_bundle)
+    results = []
+    client.analysisReady.connect(results.append)
+    small = np.ascontiguousarray(sample_rgb[:100, :120])
+    with qtbot.waitSignal(client.idle, timeout=60_000):
+        client.analyze(sample_rgb, CLASSES)   # superseded at once: skipped or stopped, never shown
+        client.analyze(small, CLASSES)
+    assert [r.image_size for r in results] == [(100, 120)]
+
+
+def test_cancel_drops_everything_asked_so_far(qtbot, client, tiny_bundle, sample_rgb):
+    load(qtbot, client, tiny_bundle)
+    results = []
+    client.analysisReady.connect(results.append)
+    with qtbot.waitSignal(client.idle, timeout=60_000):
+        client.analyze(sample_rgb, CLASSES)
+        client.analyze(sample_rgb, ())
+        client.cancel()
+    assert results == []
+    with qtbot.waitSignal(client.analysisReady, timeout=60_000):  # and it still works afterwards
+        client.analyze(sample_rgb, ())
+
+
+def test_cancel_stops_a_running_analysis_between_windows(tiny_bundle, sample_rgb):
+    """Same thread, so the cancel lands deterministically after the first window batch."""
+    control = WorkControl()
+    worker = InferenceWorker(control)
+    worker.load_model(control.issue(MODEL), ModelRequest(str(tiny_bundle), "cpu"))
+    stages, results = [], []
+    worker.analysisReady.connect(lambda g, a: results.append(a))
+
+    def on_progress(gen, text, fraction):
+        stages.append(fraction)
+        if 0 < fraction < 0.8:
+            control.cancel_all()
+
+    worker.progress.connect(on_progress)
+    wide = np.ascontiguousarray(np.tile(sample_rgb, (1, 4, 1)))  # 7 windows: two backbone batches
+    worker.analyze(control.issue(ANALYSIS), AnalysisRequest(wide, CLASSES))
+    assert results == []
+    assert max(stages) < 0.8  # it never reached the concepts stage
+
+
+def test_errors_come_back_as_messages_and_the_worker_carries_on(qtbot, client, tiny_bundle, sample_rgb, tmp_path):
+    load(qtbot, client, tiny_bundle)
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not a concept model")
+    with qtbot.waitSignal(client.failed, timeout=60_000) as got:
+        client.load_model(bad, "cpu")
+    failure = got.args[0]
+    assert failure.kind == MODEL and "broken.zip" in failure.title and failure.message
+    assert "Traceback" in failure.details
+    with qtbot.waitSignal(client.analysisReady, timeout=60_000):  # the previous model is still loaded
+        client.analyze(sample_rgb, ())
+    with qtbot.waitSignal(client.failed, timeout=60_000) as got:
+        client.analyze(sample_rgb, ("cat", "Cat"))
+    assert got.args[0].kind == ANALYSIS and "listed twice" in got.args[0].message
+
+
+def test_analysis_without_a_model_is_a_clear_error(qtbot, client, sample_rgb):
+    with qtbot.waitSignal(client.failed, timeout=10_000) as got:
+        client.analyze(sample_rgb, ())
+    assert "No concept model is loaded" in got.args[0].message
