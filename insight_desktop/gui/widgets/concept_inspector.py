@@ -1,0 +1,195 @@
+"""Everything the model knows about the selected concept: name, facts, candidate names,
+parents and children (click one to go there), and the strip of its top patches."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QFont, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QLabel, QListWidget, QListWidgetItem,
+                               QScrollArea, QSizePolicy, QStackedWidget, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from .qt_concept_tree_model import CONCEPT_ROLE, format_frequency
+
+EMPTY_TEXT = "Select a concept in the tree, the image or a list to inspect it"
+NO_THUMBNAILS = "No thumbnails in this model"
+#: link lists grow to this many rows, then scroll
+MAX_LIST_ROWS = 6
+#: the top-patch strip is drawn at most this tall (its crops are 64 px by default)
+MAX_STRIP_HEIGHT = 96
+
+
+class ThumbnailStrip(QLabel):
+    """A picture scaled to the label's width (never wider than itself, at most MAX_STRIP_HEIGHT tall)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._pixmap = QPixmap()
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        # Ignored: the layout sets the width, the picture follows (else the pixmap would set it).
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def set_jpeg(self, data: bytes | None) -> bool:
+        """Show ``data``; False (and the "no thumbnails" text) when it is missing or unreadable."""
+        self._pixmap = QPixmap()
+        if data and self._pixmap.loadFromData(bytes(data)) and not self._pixmap.isNull():
+            self._fit()
+            return True
+        self._pixmap = QPixmap()
+        self.setPixmap(QPixmap())
+        self.setText(NO_THUMBNAILS)
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+        return False
+
+    def has_picture(self) -> bool:
+        return not self._pixmap.isNull()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.has_picture():
+            self._fit()
+
+    def _fit(self) -> None:
+        pm = self._pixmap
+        width = max(1, min(self.width(), pm.width() * MAX_STRIP_HEIGHT // max(pm.height(), 1)))
+        scaled = pm.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+        self.setFixedHeight(scaled.height())
+        self.setPixmap(scaled)
+
+
+class ConceptInspector(QWidget):
+    """Shows ``document.concept``; the parent and child lists select another concept when clicked."""
+
+    def __init__(self, document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._document = document
+
+        self.empty = QLabel(EMPTY_TEXT, self)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+
+        self.name = QLabel(self)
+        font = QFont(self.name.font())
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        self.name.setFont(font)
+        self.name.setWordWrap(True)
+        self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.facts = QLabel(self)
+        self.facts.setWordWrap(True)
+        self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.thumbnails = ThumbnailStrip(self)
+
+        self.candidates = QTableWidget(0, 4, self)
+        self.candidates.setHorizontalHeaderLabels(["Candidate", "Family", "Vocabulary", "Score"])
+        self.candidates.verticalHeader().hide()
+        self.candidates.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.candidates.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.candidates.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        header = self.candidates.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # a handful of rows: cheap
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.no_candidates = QLabel("No candidate names (named by hand or by index)", self)
+        self.parents = self._link_list("Click a parent to select it")
+        self.no_parents = QLabel("None: a root of the hierarchy", self)
+        self.children = self._link_list("Click a child to select it")
+        self.no_children = QLabel("None", self)
+
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.name)
+        layout.addWidget(self.facts)
+        layout.addWidget(self.thumbnails)
+        for title, widgets in (("Candidate names", (self.candidates, self.no_candidates)),
+                               ("Parents (D̂)", (self.parents, self.no_parents)),
+                               ("Children", (self.children, self.no_children))):
+            heading = QLabel(f"<b>{title}</b>", page)
+            layout.addWidget(heading)
+            for w in widgets:
+                layout.addWidget(w)
+        layout.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(page)
+
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(scroll)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.stack)
+
+        document.conceptSelected.connect(self._refresh)
+        document.analysisChanged.connect(self._refresh)  # the activation here changes
+        document.modelChanged.connect(self._refresh)
+        self._refresh()
+
+    def _link_list(self, tip: str) -> QListWidget:
+        lst = QListWidget(self)
+        lst.setToolTip(tip)
+        lst.setCursor(Qt.CursorShape.PointingHandCursor)
+        lst.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        lst.itemClicked.connect(self._on_link)
+        lst.itemActivated.connect(self._on_link)
+        return lst
+
+    # ------------------------------------------------------------------ rendering
+    def _refresh(self, *_args) -> None:  # from three signals with different arguments; all same-thread
+        doc, catalog = self._document, self._document.catalog
+        j = doc.concept
+        if catalog is None or not 0 <= j < catalog.n_concepts:
+            self.stack.setCurrentIndex(0)
+            return
+        self.stack.setCurrentIndex(1)
+        self.name.setText(catalog.name(j))
+        self.facts.setText(self._facts(j))
+        self.thumbnails.set_jpeg(catalog.thumbnails.get(j))
+
+        candidates = catalog.names.candidates[j]
+        self.candidates.setRowCount(len(candidates))
+        for row, c in enumerate(candidates):
+            for column, text in enumerate((c.term, c.family, c.vocabulary, f"{c.score:.3f}")):
+                item = QTableWidgetItem(text)
+                if column == 3:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.candidates.setItem(row, column, item)
+        self.candidates.setVisible(bool(candidates))
+        self.no_candidates.setVisible(not candidates)
+        if candidates:
+            rows = min(len(candidates), MAX_LIST_ROWS)
+            self.candidates.setFixedHeight(self.candidates.horizontalHeader().height()
+                                           + rows * self.candidates.verticalHeader().defaultSectionSize() + 4)
+
+        parents = [(p, f"{catalog.name(p)}   ({score:.2f})") for p, score in catalog.parents(j)]
+        self._fill(self.parents, self.no_parents, parents)
+        self._fill(self.children, self.no_children, [(c, catalog.name(c)) for c in catalog.children(j)])
+
+    def _facts(self, j: int) -> str:
+        doc, catalog = self._document, self._document.catalog
+        if doc.analysis is None:
+            here = "no image analysed yet"
+        else:
+            a = doc.concept_activation(j)
+            here = f"activation here {a:.3g}" if a > 0 else "not active in this image"
+        return (f"#{j} · level {catalog.level(j)} · fires on {format_frequency(catalog.frequency(j))} of patches"
+                f" · {here}")
+
+    @staticmethod
+    def _fill(lst: QListWidget, none_label: QLabel, links: list[tuple[int, str]]) -> None:
+        lst.clear()
+        for concept, text in links:
+            item = QListWidgetItem(text)
+            item.setData(CONCEPT_ROLE, int(concept))
+            item.setForeground(lst.palette().link())
+            lst.addItem(item)
+        lst.setVisible(bool(links))
+        none_label.setVisible(not links)
+        if links:
+            rows = min(len(links), MAX_LIST_ROWS)
+            lst.setFixedHeight(rows * max(lst.sizeHintForRow(0), 1) + 2 * lst.frameWidth() + 2)
+
+    # ------------------------------------------------------------------ user actions
+    @Slot(QListWidgetItem)
+    def _on_link(self, item: QListWidgetItem) -> None:
+        self._document.select_concept(int(item.data(CONCEPT_ROLE)))

@@ -1,0 +1,228 @@
+"""The concept hierarchy panel: a searchable, filterable tree of every concept of the model.
+
+The tree shows the catalog's display tree (:mod:`.qt_concept_tree_model`); a proxy filters it by
+name and by "active in this image", keeping the ancestors of every match (recursive filtering)
+so a match is always shown in context. Selecting a row selects the concept in the document; a
+concept selected elsewhere is selected and scrolled to here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QTimer, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLineEdit,
+                               QTreeView, QVBoxLayout, QWidget)
+
+from .qt_concept_tree_model import CONCEPT_ROLE, SORT_ROLE, Column, QtConceptTreeModel
+
+#: typing pauses this long (ms) before the tree is filtered: one filter pass per word, not per key
+SEARCH_DEBOUNCE_MS = 150
+#: at most this many ancestors are expanded to reveal matches (expanding is per index, in Python)
+MAX_EXPANDED = 2000
+SORT_MODES = ("Hierarchy", "Activation")
+
+
+class ConceptFilterProxy(QSortFilterProxyModel):
+    """Filters concepts by name (case-insensitive substring) and, optionally, to those active in
+    the current image; recursive filtering keeps the ancestors of every concept that passes."""
+
+    def __init__(self, source: QtConceptTreeModel, parent: QObject | None = None):
+        super().__init__(parent)
+        self._search = ""
+        self._only_active = False
+        self.setRecursiveFilteringEnabled(True)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterKeyColumn(Column.NAME)
+        self.setSortRole(SORT_ROLE)
+        self.setSourceModel(source)
+
+    @property
+    def search(self) -> str:
+        return self._search
+
+    @property
+    def only_active(self) -> bool:
+        return self._only_active
+
+    def set_search(self, text: str) -> None:
+        text = text.strip()
+        if text != self._search:
+            self.beginFilterChange()
+            self._search = text
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def set_only_active(self, only: bool) -> None:
+        if bool(only) != self._only_active:
+            self.beginFilterChange()
+            self._only_active = bool(only)
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def is_filtering(self) -> bool:
+        return bool(self._search) or self._only_active
+
+    def passing(self) -> np.ndarray:
+        """bool [m]: the concepts that pass the filter themselves (not just as ancestors)."""
+        src: QtConceptTreeModel = self.sourceModel()
+        mask = src.name_mask(self._search) if self._search else np.ones(src.n_concepts, dtype=bool)
+        return mask & src.active_mask() if self._only_active else mask
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        src: QtConceptTreeModel = self.sourceModel()
+        concept = src.concept_at(source_row, source_parent)
+        if self._only_active and src.activation(concept) <= 0:
+            return False
+        return not self._search or bool(src.name_mask(self._search)[concept])
+
+
+class ConceptTreePanel(QWidget):
+    """Search field, "only active here" switch, sort order and the concept tree."""
+
+    def __init__(self, document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._document = document
+        # Set while the view follows the document or the rows change under it: in single-selection
+        # mode Qt selects a neighbour when the selected row is filtered away, which is not the user
+        # choosing a concept, so it must not reach the document.
+        self._syncing = False
+        self.model = QtConceptTreeModel(document, self)
+        self.proxy = ConceptFilterProxy(self.model, self)
+
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search concepts (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.only_active = QCheckBox("Only active here", self)
+        self.only_active.setToolTip("Show only the concepts that fire in the current image (and their ancestors)")
+        self.sort = QComboBox(self)
+        self.sort.addItems(SORT_MODES)
+        self.sort.setToolTip("Order siblings by concept number (hierarchy) or by activation in this image")
+
+        self.view = QTreeView(self)
+        self.view.setModel(self.proxy)
+        self.view.setUniformRowHeights(True)  # lets the view skip measuring 32k rows
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((Column.LEVEL, 44), (Column.ACTIVATION, 72), (Column.FREQUENCY, 72)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(SEARCH_DEBOUNCE_MS)
+
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(self.only_active)
+        controls.addStretch(1)
+        controls.addWidget(self.sort)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.search)
+        layout.addLayout(controls)
+        layout.addWidget(self.view, 1)
+
+        self.search.textChanged.connect(self._debounce.start)
+        self._debounce.timeout.connect(self._apply_search)
+        self.only_active.toggled.connect(self._on_only_active)
+        self.sort.currentIndexChanged.connect(self._on_sort)
+        self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        self.model.activationsAboutToChange.connect(self._rows_about_to_change)
+        self.model.activationsChanged.connect(self._after_analysis_changed)
+        document.conceptSelected.connect(self._follow_document)
+        document.modelChanged.connect(self._after_model_changed)
+        self._follow_document(document.concept)
+
+    # ------------------------------------------------------------------ public
+    def focus_search(self) -> None:
+        """For the window's Ctrl+F: put the cursor in the search field, text selected."""
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    def index_of(self, concept: int) -> QModelIndex:
+        """The view (proxy) index of ``concept``'s row; invalid when filtered out."""
+        return self.proxy.mapFromSource(self.model.index_of(concept))
+
+    # ------------------------------------------------------------------ user actions
+    @Slot()
+    def _apply_search(self) -> None:
+        self._debounce.stop()  # also called directly when a filter must apply at once
+        self._syncing = True
+        self.proxy.set_search(self.search.text())
+        self._after_filter_change()
+
+    @Slot(bool)
+    def _on_only_active(self, checked: bool) -> None:
+        self._syncing = True
+        self.proxy.set_only_active(checked)
+        self._after_filter_change()
+
+    @Slot(int)
+    def _on_sort(self, mode: int) -> None:
+        self._syncing = True
+        if SORT_MODES[mode] == "Activation":
+            self.proxy.sort(Column.ACTIVATION, Qt.SortOrder.DescendingOrder)
+        else:
+            self.proxy.sort(-1)  # −1: back to the source order (the hierarchy, by concept number)
+        self._follow_document(self._document.concept)
+
+    @Slot()
+    def _on_view_selection(self) -> None:
+        if self._syncing:
+            return
+        rows = self.view.selectionModel().selectedRows(Column.NAME)
+        if rows:
+            self._document.select_concept(int(rows[0].data(CONCEPT_ROLE)))
+
+    # ------------------------------------------------------------------ following the document
+    @Slot(int)
+    def _follow_document(self, concept: int) -> None:
+        self._syncing = True
+        try:
+            index = self.index_of(concept) if concept >= 0 else QModelIndex()
+            selection = self.view.selectionModel()
+            if not index.isValid():
+                selection.clearSelection()
+                return
+            self._expand_to(index)
+            selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                                      | QItemSelectionModel.SelectionFlag.Rows)
+            self.view.scrollTo(index)
+        finally:
+            self._syncing = False
+
+    @Slot()
+    def _after_model_changed(self) -> None:
+        self._after_filter_change()
+
+    @Slot()
+    def _rows_about_to_change(self) -> None:
+        self._syncing = True  # cleared by _follow_document once the rows have settled
+
+    @Slot()
+    def _after_analysis_changed(self) -> None:
+        if self.proxy.only_active:  # newly active concepts may sit under collapsed parents; the
+            self._after_filter_change()  # selected one may have been filtered away
+        else:
+            self._follow_document(self._document.concept)
+
+    def _after_filter_change(self) -> None:
+        """Expand what is needed to see the matches (or collapse back), then show the selection."""
+        if self.proxy.is_filtering():
+            hits = np.flatnonzero(self.proxy.passing())
+            ancestors = np.flatnonzero(self.model.ancestors_mask(hits))[:MAX_EXPANDED]
+            for concept in ancestors:
+                self.view.setExpanded(self.index_of(int(concept)), True)
+        else:  # the filter is off: fold the revealed branches away again
+            self.view.collapseAll()
+        self._follow_document(self._document.concept)
+
+    def _expand_to(self, index: QModelIndex) -> None:
+        parent = index.parent()
+        while parent.isValid():
+            if not self.view.isExpanded(parent):
+                self.view.setExpanded(parent, True)
+            parent = parent.parent()

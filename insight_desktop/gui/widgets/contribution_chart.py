@@ -1,0 +1,207 @@
+"""A horizontal bar chart of concept contributions to one logit: why a class won (or lost).
+
+Custom-painted rather than a pyqtgraph plot: a handful of labelled bars needs exact hit-testing
+for clicks and readable text labels, which a QPainter gives with less machinery. The chart shows
+the ``top`` contributions by size (largest first), then the remaining concepts summed into one
+light-grey bar and the bias as a grey bar, so the bars always add up to the whole logit.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+
+POSITIVE = QColor(43, 131, 186)   # blue: speaks for the class
+NEGATIVE = QColor(215, 25, 28)    # red: speaks against (blue/red stays apart for colour-blind readers)
+BIAS = QColor(150, 150, 150)
+REST = QColor(205, 205, 205)
+HIGHLIGHT = QColor(255, 170, 0)
+
+_ROW = 20        # px per bar row
+_GAP = 4         # px between a bar and its row's edges
+_PAD = 6
+_VALUE_W = 64    # px reserved right of the bars for value text
+
+
+class ContributionChart(QWidget):
+    """Bars of ``ConceptContribution(concept, name, value)``; a click on a concept's row emits its id."""
+
+    conceptClicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None, top: int = 12):
+        super().__init__(parent)
+        self.top = int(top)
+        self._title = ""
+        self._message = "Nothing to explain yet"
+        self._bars: list[tuple[int, str, float]] = []   # (concept, name, value) shown as concept bars
+        self._rest: tuple[int, float] | None = None      # (how many concepts, their sum) not shown
+        self._bias: float | None = None
+        self._highlight = -1
+        self.setMouseTracking(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+
+    # ------------------------------------------------------------------ data
+    def set_contributions(self, contributions: Sequence, bias: float | None = None, title: str = "") -> None:
+        """Show the ``top`` largest of ``contributions`` (by size), the rest summed, and ``bias``."""
+        ranked = sorted(contributions, key=lambda c: (-abs(c.value), c.concept))
+        shown = sorted(ranked[:self.top], key=lambda c: (-c.value, c.concept))
+        rest = ranked[self.top:]
+        self._bars = [(int(c.concept), str(c.name), float(c.value)) for c in shown]
+        self._rest = (len(rest), float(sum(c.value for c in rest))) if rest else None
+        self._bias = None if bias is None else float(bias)
+        self._title = title
+        self._message = "" if (self._bars or self._bias is not None) else "No concept contributes"
+        self._changed()
+
+    def clear(self, message: str = "Nothing to explain yet") -> None:
+        self._bars, self._rest, self._bias, self._title, self._message = [], None, None, "", message
+        self._changed()
+
+    def set_highlighted(self, concept: int) -> None:
+        """Outline the bar of ``concept`` (the document's selected concept; −1 for none)."""
+        if concept != self._highlight:
+            self._highlight = int(concept)
+            self.update()
+
+    def bars(self) -> list[tuple[int, float]]:
+        """The concept bars as drawn, top to bottom: (concept, value)."""
+        return [(c, v) for c, _, v in self._bars]
+
+    def bias(self) -> float | None:
+        return self._bias
+
+    def rest(self) -> tuple[int, float] | None:
+        """(number of concepts, summed value) folded into the "other concepts" bar, or None."""
+        return self._rest
+
+    def title(self) -> str:
+        return self._title
+
+    def message(self) -> str:
+        """The empty-state text ('' while bars are shown)."""
+        return self._message
+
+    def total(self) -> float:
+        """Sum of every bar (concepts, the rest and the bias): the whole logit."""
+        return sum(v for _, _, v in self._bars) + (self._rest[1] if self._rest else 0.0) + (self._bias or 0.0)
+
+    # ------------------------------------------------------------------ geometry
+    def _rows(self) -> list[tuple[str, float, QColor, int]]:
+        """(label, value, colour, concept or −1) per drawn row, top to bottom."""
+        rows = [(name, v, POSITIVE if v >= 0 else NEGATIVE, c) for c, name, v in self._bars]
+        if self._rest:
+            rows.append((f"{self._rest[0]} other concept{'s' * (self._rest[0] != 1)}", self._rest[1], REST, -1))
+        if self._bias is not None:
+            rows.append(("bias", self._bias, BIAS, -1))
+        return rows
+
+    def _title_height(self) -> int:
+        return QFontMetrics(self.font()).height() + _PAD if self._title else 0
+
+    def _label_width(self) -> int:
+        fm = QFontMetrics(self.font())
+        widest = max((fm.horizontalAdvance(r[0]) for r in self._rows()), default=0) + _PAD
+        return min(widest, max(60, int(self.width() * 0.4)))
+
+    def _scale(self) -> tuple[float, float, int, int]:
+        """(lowest value, highest value, x of the axis start, axis width in px)."""
+        values = [r[1] for r in self._rows()]
+        lo, hi = min(0.0, *values), max(0.0, *values)
+        x0 = _PAD + self._label_width()
+        return lo, hi, x0, max(10, self.width() - x0 - _VALUE_W - _PAD)
+
+    def _x(self, v: float, lo: float, hi: float, x0: int, width: int) -> float:
+        return x0 + (v - lo) / (hi - lo) * width if hi > lo else float(x0)
+
+    def _row_rect(self, i: int) -> QRect:
+        return QRect(0, _PAD + self._title_height() + i * _ROW, self.width(), _ROW)
+
+    def bar_rect(self, i: int) -> QRectF:
+        """The drawn rectangle of row ``i`` (concept bars first, then the rest, then the bias)."""
+        rows = self._rows()
+        lo, hi, x0, width = self._scale()
+        a, b = self._x(0.0, lo, hi, x0, width), self._x(rows[i][1], lo, hi, x0, width)
+        row = self._row_rect(i)
+        left, right = min(a, b), max(a, b)
+        return QRectF(left, row.top() + _GAP, max(right - left, 1.0), _ROW - 2 * _GAP)
+
+    def bar_center(self, i: int) -> QPoint:
+        """Centre of bar ``i`` in widget coordinates (for clicks in tests and tooltips)."""
+        return self.bar_rect(i).center().toPoint()
+
+    def _row_at(self, pos: QPoint) -> int:
+        top = _PAD + self._title_height()
+        i = (pos.y() - top) // _ROW if pos.y() >= top else -1
+        return i if 0 <= i < len(self._rows()) else -1
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, self.minimumSizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        rows = max(len(self._rows()), 2)
+        return QSize(200, 2 * _PAD + self._title_height() + rows * _ROW)
+
+    def _changed(self) -> None:
+        self.updateGeometry()
+        self.update()
+
+    # ------------------------------------------------------------------ events
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        i = self._row_at(event.position().toPoint())
+        if event.button() == Qt.MouseButton.LeftButton and 0 <= i < len(self._bars):
+            self.conceptClicked.emit(self._bars[i][0])
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        i = self._row_at(event.position().toPoint())
+        clickable = 0 <= i < len(self._bars)
+        self.setCursor(Qt.CursorShape.PointingHandCursor if clickable else Qt.CursorShape.ArrowCursor)
+        if i >= 0:
+            label, value, _, concept = self._rows()[i]
+            what = f"{label} (concept {concept})" if concept >= 0 else label
+            QToolTip.showText(event.globalPosition().toPoint(), f"{what}: {value:+.4g}" +
+                              ("\nclick to show this concept" if clickable else ""), self)
+        super().mouseMoveEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        text = self.palette().color(self.foregroundRole())
+        fm = QFontMetrics(self.font())
+        rows = self._rows()
+        if self._title:
+            p.setPen(text)
+            p.drawText(QRect(_PAD, _PAD, self.width() - 2 * _PAD, fm.height()), Qt.AlignmentFlag.AlignLeft,
+                       fm.elidedText(self._title, Qt.TextElideMode.ElideRight, self.width() - 2 * _PAD))
+        if not rows:
+            muted = QColor(text)
+            muted.setAlpha(150)
+            p.setPen(muted)
+            p.drawText(self.rect().adjusted(_PAD, _PAD + self._title_height(), -_PAD, -_PAD),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+            return
+        lo, hi, x0, width = self._scale()
+        label_w = self._label_width()
+        for i, (label, value, colour, concept) in enumerate(rows):
+            row = self._row_rect(i)
+            p.setPen(text)
+            p.drawText(QRect(_PAD, row.top(), label_w - _PAD, _ROW),
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                       fm.elidedText(label, Qt.TextElideMode.ElideMiddle, label_w - _PAD))
+            rect = self.bar_rect(i)
+            p.fillRect(rect, colour)
+            if concept >= 0 and concept == self._highlight:
+                p.setPen(QPen(HIGHLIGHT, 2))
+                p.drawRect(rect.adjusted(-1, -1, 1, 1))
+            p.setPen(text)
+            p.drawText(QRectF(rect.right() + 4, row.top(), _VALUE_W, _ROW),
+                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{value:+.3g}")
+        zero = round(self._x(0.0, lo, hi, x0, width))
+        axis = QColor(text)
+        axis.setAlpha(120)
+        p.setPen(axis)
+        top = self._row_rect(0).top()
+        p.drawLine(zero, top, zero, top + len(rows) * _ROW)

@@ -1,0 +1,209 @@
+"""The whole window driven through user actions, on the tiny concept model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QRectF, QSettings, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from insight_desktop.core.paths import resource_path
+from insight_desktop.gui.settings import AppSettings
+
+CHELSEA = resource_path("samples", "chelsea.png")
+COFFEE = resource_path("samples", "coffee.png")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_bundle):
+    from insight_desktop.gui.main_window import MainWindow
+
+    w = MainWindow(AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
+    qtbot.addWidget(w)
+    w.status.set_device_choice("cpu")
+    w.show()
+    yield w
+    w.close()
+
+
+def wait_for_analysis(qtbot, window, timeout=60_000):
+    qtbot.waitUntil(lambda: window.document.analysis is not None and not window.worker.is_busy, timeout=timeout)
+    return window.document.analysis
+
+
+def open_chelsea(qtbot, window, tiny_bundle):
+    window.start([CHELSEA], tiny_bundle)
+    return wait_for_analysis(qtbot, window)
+
+
+def message_boxes(window):
+    return [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+
+
+def test_opening_an_image_draws_a_heatmap_of_its_top_concept(qtbot, window, tiny_bundle):
+    a = open_chelsea(qtbot, window, tiny_bundle)
+    doc = window.document
+    assert doc.image_path == CHELSEA and a.image_size == doc.image.shape[:2]
+    assert doc.concept == a.concepts[0].concept
+    shown = window.canvas.composite_rgb()
+    assert shown.shape == doc.image.shape
+    changed = np.any(shown != doc.image, axis=2)
+    assert changed.mean() > 0.01  # heat pixels cover part of the photo
+    heat = a.display_map(doc.concept)
+    assert changed[heat > 0.5].mean() > 0.9  # … where the concept fires
+
+
+def test_choosing_a_concept_in_the_tree_changes_the_overlay(qtbot, window, tiny_bundle):
+    a = open_chelsea(qtbot, window, tiny_bundle)
+    before = window.canvas.composite_rgb()
+    other = a.concepts[3].concept
+    tree = window.tree
+    index = tree.index_of(other)
+    tree.view.scrollTo(index)
+    rect = tree.view.visualRect(index)
+    qtbot.mouseClick(tree.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.document.concept == other
+    after = window.canvas.composite_rgb()
+    assert np.any(after != before)
+    # showing is not computing: no new worker request for a selection
+    assert not window.worker.is_busy
+
+
+def test_keyboard_steps_through_concepts_and_images(qtbot, window, tiny_bundle):
+    window.start([CHELSEA, COFFEE], tiny_bundle)
+    a = wait_for_analysis(qtbot, window)
+    first = window.document.concept
+    qtbot.keyClick(window, Qt.Key.Key_Period)
+    assert window.document.concept == a.concepts[1].concept != first
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert window.document.image_path == COFFEE and window.document.analysis is None
+    wait_for_analysis(qtbot, window)
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)  # back: served from the cache, no worker round trip
+    assert window.document.image_path == CHELSEA and window.document.analysis is a
+    assert not window.worker.is_busy
+
+
+def test_a_corrupt_image_shows_an_error_and_the_app_keeps_working(qtbot, window, tiny_bundle, tmp_path):
+    a = open_chelsea(qtbot, window, tiny_bundle)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    window.open_images([bad])
+    boxes = message_boxes(window)
+    assert boxes and "broken.jpg" in boxes[0].text() + boxes[0].informativeText()
+    boxes[0].close()
+    assert window.document.analysis is a  # the previous image is still shown
+    window.open_images([COFFEE])
+    assert wait_for_analysis(qtbot, window).image_size == window.document.image.shape[:2]
+
+
+def test_a_bad_model_file_shows_an_error_and_keeps_the_loaded_model(qtbot, window, tiny_bundle, tmp_path):
+    open_chelsea(qtbot, window, tiny_bundle)
+    catalog = window.document.catalog
+    bad = tmp_path / "truncated.zip"
+    bad.write_bytes(tiny_bundle.read_bytes()[:5000])
+    window.load_model(bad)
+    qtbot.waitUntil(lambda: bool(message_boxes(window)), timeout=30_000)
+    assert "truncated.zip" in message_boxes(window)[0].text()
+    assert window.document.catalog is catalog
+
+
+def test_escape_cancels_a_running_analysis(qtbot, window, tiny_bundle):
+    open_chelsea(qtbot, window, tiny_bundle)
+    window.document.set_classes(("cat", "table"))
+    results = []
+    window.worker.analysisReady.connect(results.append)
+    window.request_analysis()
+    assert window.worker.is_busy and window.status.cancel.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not window.worker.is_busy, timeout=30_000)
+    assert results == [] and not window.status.bar.isVisible()
+
+
+def test_segment_button_segments_with_the_edited_classes_and_a_click_explains(qtbot, window, tiny_bundle):
+    open_chelsea(qtbot, window, tiny_bundle)
+    window.document.set_classes(("cat", "sky", "grass"))
+    qtbot.mouseClick(window.segmentation.segment_button, Qt.MouseButton.LeftButton)
+    a = wait_for_analysis(qtbot, window)
+    seg = a.segmentation
+    assert seg.class_names == ("cat", "sky", "grass")
+    window.document.set_overlay(show_segmentation=True)
+    assert window.actions.show_segmentation.isChecked()
+    ys, xs = np.nonzero(seg.labels == seg.labels[seg.labels.shape[0] // 2, seg.labels.shape[1] // 2])
+    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    window.canvas.viewbox.setRange(QRectF(x - 15, y - 15, 30, 30), padding=0)
+    QApplication.processEvents()
+    pos = window.canvas.image_to_view(y + 0.5, x + 0.5).toPoint()
+    qtbot.mouseClick(window.canvas.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert window.document.segment == seg.labels[y, x]
+    bars = window.segmentation.chart.bars()
+    segment = seg.segment(int(seg.labels[y, x]))
+    top = segment.contributions[0]  # the chart shows contributions to the segment's mean logit
+    assert bars and bars[0][0] == top.concept and bars[0][1] == pytest.approx(top.value / segment.pixels)
+
+
+def test_session_round_trip(qtbot, window, tiny_bundle, tmp_path, monkeypatch):
+    from insight_desktop.gui import window_files
+
+    a = open_chelsea(qtbot, window, tiny_bundle)
+    window.document.set_overlay(colormap="viridis", heatmap_opacity=0.3, show_residual=True)
+    chosen = a.concepts[2].concept
+    window.document.select_concept(chosen)
+    path = tmp_path / "mine.insight-session"
+    monkeypatch.setattr(window_files.QFileDialog, "getSaveFileName", lambda *args, **kw: (str(path), ""))
+    window.actions.save_session.trigger()
+    saved = json.loads(path.read_text())
+    assert saved["concept"] == chosen and saved["overlay"]["colormap"] == "viridis"
+
+    from insight_desktop.gui.main_window import MainWindow
+
+    other = MainWindow(AppSettings(QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)))
+    qtbot.addWidget(other)
+    other.start(session=path)
+    qtbot.waitUntil(lambda: other.document.analysis is not None and other.document.concept == chosen, timeout=60_000)
+    assert other.document.overlay.colormap == "viridis" and other.document.overlay.heatmap_opacity == 0.3
+    assert other.document.image_path == CHELSEA and other.model_path == tiny_bundle
+    other.close()
+
+
+def test_export_view_and_contributions(qtbot, window, tiny_bundle, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from insight_desktop.gui import window_files
+
+    open_chelsea(qtbot, window, tiny_bundle)
+    target = tmp_path / "view.png"
+    monkeypatch.setattr(window_files.QFileDialog, "getSaveFileName", lambda *args, **kw: (str(target), ""))
+    window.actions.export_view.trigger()
+    with Image.open(target) as im:
+        assert im.size[1] >= window.document.image.shape[0] and im.size[0] > window.document.image.shape[1]
+    target = tmp_path / "contributions.json"
+    window.actions.export_contributions.trigger()
+    assert target.stat().st_size > 0
+
+
+def test_shortcuts_dialog_lists_the_window_actions(qtbot, window):
+    qtbot.keyClick(window, Qt.Key.Key_F1)
+    from insight_desktop.gui.dialogs import ShortcutsDialog
+
+    dialog = window.findChild(ShortcutsDialog)
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.table.rowCount() >= 20
+
+
+def test_the_window_appears_before_torch_is_imported():
+    code = ("import os, sys; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+            "import insight_desktop.gui.app as app\n"
+            "assert 'torch' not in sys.modules, 'importing the app imported torch'\n"
+            "qapp = app.create_application()\n"
+            "from insight_desktop.gui.main_window import MainWindow\n"
+            "w = MainWindow(); w.show(); qapp.processEvents()\n"
+            "print(w.isVisible(), 'torch' in sys.modules, 'open_clip' in sys.modules)\n"
+            "w.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "XDG_CONFIG_HOME": "/tmp/insight-test-config"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-3:] == ["True", "False", "False"]
