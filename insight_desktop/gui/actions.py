@@ -50,6 +50,8 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
         ActionSpec("more_opaque", "Heatmap More Opaque", "]"),
         ActionSpec("less_opaque", "Heatmap More Transparent", "["),
         None,
+        ActionSpec("rectangle_mode", "Select a &Rectangle", "Ctrl+R",
+                   "Drag to select a rectangle (Ctrl+drag always does)", True),
         ActionSpec("find_concept", "Find &Concept", QKeySequence.StandardKey.Find, "Search the concept tree"),
     ),
     "&Go": (

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
+                               QToolBar, QToolButton, QWidget)
 
 from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
 from .actions import Actions
@@ -36,6 +37,8 @@ from . import window_files
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 #: analyses kept so that stepping back through a folder is instant
 ANALYSIS_CACHE = 8
+#: bump when the docks change, so a saved layout of other docks is not restored
+LAYOUT_VERSION = 2
 
 
 class MainWindow(QMainWindow):
@@ -69,19 +72,20 @@ class MainWindow(QMainWindow):
         self.segmentation = SegmentationPanel(doc)
         self.classification = ClassificationPanel(doc)
         self.filmstrip = Filmstrip()
+        # The inspector sits under the tree it details; the explanations share one tabbed panel
+        # (a QTabWidget, not tabified docks: Qt leaves stray tab bars behind when tabified docks
+        # are restored from a saved state).
+        self.task_tabs = QTabWidget()
+        self.task_tabs.setDocumentMode(True)
+        for title, widget in (("Segmentation", self.segmentation), ("Classification", self.classification),
+                              ("Here", self.region)):
+            self.task_tabs.addTab(widget, title)
         self.docks = {
             "concepts": self._dock("Concepts", self.tree, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "inspector": self._dock("Concept", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea),
-            "here": self._dock("Here", self.region, Qt.DockWidgetArea.RightDockWidgetArea),
-            "segmentation": self._dock("Segmentation", self.segmentation, Qt.DockWidgetArea.RightDockWidgetArea),
-            "classification": self._dock("Classification", self.classification,
-                                         Qt.DockWidgetArea.RightDockWidgetArea),
+            "concept": self._dock("Concept", self.inspector, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "tasks": self._dock("Explanations", self.task_tabs, Qt.DockWidgetArea.RightDockWidgetArea),
             "images": self._dock("Images", self.filmstrip, Qt.DockWidgetArea.BottomDockWidgetArea),
         }
-        self.tabifyDockWidget(self.docks["inspector"], self.docks["here"])
-        self.tabifyDockWidget(self.docks["segmentation"], self.docks["classification"])
-        self.docks["inspector"].raise_()
-        self.docks["segmentation"].raise_()
         self.docks["images"].hide()
         panels = self.actions.menus["View"].addMenu("&Panels")
         for dock in self.docks.values():
@@ -94,10 +98,11 @@ class MainWindow(QMainWindow):
         tools = QToolBar("Main")
         tools.setObjectName("toolbar-main")
         for action in (a.open_image, a.open_folder, a.open_model, None, a.previous_image, a.next_image, None,
-                       a.fit, a.actual_size, None, a.show_heatmap, a.show_segmentation, a.show_residual,
-                       None, a.segment):
+                       a.fit, a.actual_size, a.rectangle_mode, None, a.show_heatmap, a.show_segmentation,
+                       a.show_residual, None, a.segment):
             tools.addSeparator() if action is None else tools.addAction(action)
         self.addToolBar(tools)
+        self.addToolBarBreak()
         overlay = QToolBar("Overlay")
         overlay.setObjectName("toolbar-overlay")
         self.overlay_bar = OverlayBar(doc)
@@ -106,8 +111,25 @@ class MainWindow(QMainWindow):
 
         self.status = JobStatus()
         self.hover = QLabel()
+        self.notes = QToolButton()
+        self.notes.setAutoRaise(True)
+        self.notes.hide()
         self.statusBar().addWidget(self.hover, 1)
+        self.statusBar().addPermanentWidget(self.notes)
         self.statusBar().addPermanentWidget(self.status)
+        self.resize(1500, 940)
+        self.resizeDocks([self.docks["concepts"], self.docks["tasks"]], [380, 460], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["concepts"], self.docks["concept"]], [520, 330], Qt.Orientation.Vertical)
+
+    def show_panel(self, widget: QWidget) -> None:
+        """Make a panel visible: its dock shown, its tab current."""
+        if self.task_tabs.indexOf(widget) >= 0:
+            self.task_tabs.setCurrentWidget(widget)
+            widget = self.task_tabs
+        for dock in self.docks.values():
+            if dock.widget() is widget:
+                dock.show()
+                dock.raise_()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -136,6 +158,8 @@ class MainWindow(QMainWindow):
         a.more_opaque.triggered.connect(self.more_opaque)
         a.less_opaque.triggered.connect(self.less_opaque)
         a.find_concept.triggered.connect(self._find_concept)
+        a.rectangle_mode.toggled.connect(self.canvas.set_rectangle_mode)
+        self.notes.clicked.connect(self.show_notes)
         a.next_image.triggered.connect(self.next_image)
         a.previous_image.triggered.connect(self.previous_image)
         a.next_concept.triggered.connect(self.next_concept)
@@ -154,6 +178,7 @@ class MainWindow(QMainWindow):
         self.worker.failed.connect(self._on_failed)
         self.worker.busy.connect(self.status.set_busy)
         self.worker.idle.connect(self.status.set_idle)
+        self.worker.idle.connect(self._on_idle)
         doc.overlayChanged.connect(self._sync_layer_actions)
         self._sync_layer_actions()
 
@@ -162,10 +187,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         if geometry := s.window_geometry():
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 880)
         if state := s.window_state():
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)
         self.document.set_overlay(**s.overlay().__dict__)
         self.document.set_classes(s.classes() or self.document.classes, s.background())
         self.status.set_device_choice(s.device())
@@ -178,7 +201,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         s = self.settings
         s.set_window_geometry(self.saveGeometry())
-        s.set_window_state(self.saveState())
+        s.set_window_state(self.saveState(LAYOUT_VERSION))
         s.set_overlay(self.document.overlay)
         s.set_classes(self.document.classes)
         s.set_background(self.document.background)
@@ -282,24 +305,36 @@ class MainWindow(QMainWindow):
             return
         self.worker.analyze(doc.image, doc.classes, doc.background,
                             label=doc.image_path.name if doc.image_path else "image")
+        self.segmentation.set_busy(True)
 
     @Slot(object)
     def _on_analysis_ready(self, analysis) -> None:
         self._cache[self._analysed_key] = analysis
         while len(self._cache) > ANALYSIS_CACHE:
             self._cache.popitem(last=False)
+        self.segmentation.set_busy(False)
         self.document.set_analysis(analysis)
         if self._pending_session is not None:
             window_files.finish_session(self, self._pending_session)
             self._pending_session = None
-        notices = " · ".join(analysis.notices)
-        self.hover.setText(notices[:200] if notices else f"{len(analysis.concepts)} concepts active")
+        f = analysis.faithfulness
+        self.hover.setText(f"{len(analysis.concepts)} concepts active · {analysis.grid[1]}×{analysis.grid[0]} patches"
+                           f" · concepts explain {100 * (1 - f.fvu):.0f} % of the feature variance"
+                           f" · {sum(analysis.timings.values()):.2f} s")
+        self.notes.setText(f"{len(analysis.notices)} note{'s' * (len(analysis.notices) != 1)}…")
+        self.notes.setToolTip("\n\n".join(analysis.notices))
+        self.notes.setVisible(bool(analysis.notices))
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
         if failure.kind == "analysis":
             self._analysed_key = None  # let the user retry the same request
+            self.segmentation.set_busy(False)
         show_error(self, failure.title, failure.message, failure.details)
+
+    @Slot()
+    def _on_idle(self) -> None:
+        self.segmentation.set_busy(False)
 
     @Slot()
     def cancel(self) -> None:
@@ -361,6 +396,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self.actions.all, self).open()
+
+    @Slot()
+    def show_notes(self) -> None:
+        a = self.document.analysis
+        if a is not None and a.notices:
+            box = QMessageBox(QMessageBox.Icon.Information, "Notes on this analysis", "\n\n".join(a.notices),
+                              QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
 
     @Slot()
     def show_about(self) -> None:
