@@ -132,7 +132,7 @@ def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto"
         ranked = np.argsort(-cls.contributions[c])[:3]
         why = ", ".join(f"{cls.concept_names[j]} {cls.contributions[c][j]:+.2f}" for j in ranked)
         print(f"  {cls.class_names[c]:<12} {cls.probabilities[c]:6.1%}   because of: {why}")
-    print(f"\ndone in {time.monotonic() - t0:.1f} s. The desktop app comes with the next issue.")
+    print(f"\ndone in {time.monotonic() - t0:.1f} s. See it in the desktop app: insight-desktop (or make run).")
 
 
 def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False, tiny: bool = False) -> None:
@@ -191,4 +191,4 @@ def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False
         print(f"\nwhere concept {j} fires (squared activation, one character per patch):")
         for row in heat:
             print("  " + "".join(SHADES[min(len(SHADES) - 1, int(v * len(SHADES)))] * 2 for v in row))
-    print(f"\ndone in {time.monotonic() - t0:.1f} s. The desktop app and real demo weights come with the next issues.")
+    print(f"\ndone in {time.monotonic() - t0:.1f} s (a tiny random model: the concepts mean nothing).")

@@ -1,4 +1,4 @@
-"""`make run` (no arguments → `insight demo`): the core end to end, then fast from the cache."""
+"""`insight demo --tiny`: the core end to end on a tiny model it builds, then fast from the cache."""
 
 from __future__ import annotations
 

@@ -207,3 +207,25 @@ def test_the_window_appears_before_torch_is_imported():
                          env={**__import__("os").environ, "XDG_CONFIG_HOME": "/tmp/insight-test-config"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-3:] == ["True", "False", "False"]
+
+
+def test_python_m_opens_the_app_and_passes_subcommands_to_the_cli(monkeypatch):
+    import insight_desktop.__main__ as entry
+    import insight_desktop.cli as cli
+    import insight_desktop.gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda argv: calls.append(("app", argv)) or 0)
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(("cli", argv)) or 0)
+    assert entry.main([]) == 0 and entry.main(["photo.jpg"]) == 0 and entry.main(["info", "x"]) == 0
+    assert calls == [("app", []), ("app", ["photo.jpg"]), ("cli", ["info", "x"])]
+
+
+def test_without_a_display_the_app_says_so_instead_of_crashing(monkeypatch, capsys):
+    import insight_desktop.gui.app as app
+
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    assert app.main([]) == 2
+    assert "no display" in capsys.readouterr().err
