@@ -47,8 +47,7 @@ def child(t0: float) -> None:
     out["model load + analysis (worker)"] = time.time() - requested
     doc, canvas = window.document, window.canvas
     # The baseline: a worker round trip for the same image (model already loaded).
-    window._cache.clear()
-    window._analysed_key = None
+    window.requests.forget()
     doc.set_classes(doc.classes + ("table",))
     t = time.perf_counter()
     window.request_analysis()

@@ -8,7 +8,7 @@ views redraw from the Analysis they already have.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 
 from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
 from .actions import Actions
+from .analysis_requests import AnalysisRequests
 from .dialogs import AboutDialog, ShortcutsDialog, show_error
 from .document import Document
 from .settings import AppSettings
@@ -35,8 +36,6 @@ from .worker import Failure, WorkerClient
 from . import window_files
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
-#: analyses kept so that stepping back through a folder is instant
-ANALYSIS_CACHE = 8
 #: bump when the docks change, so a saved layout of other docks is not restored
 LAYOUT_VERSION = 2
 
@@ -53,8 +52,7 @@ class MainWindow(QMainWindow):
         self.index = -1
         self.folder: Path | None = None
         self.model_path: Path | None = None
-        self._analysed_key = None            # what the current request/analysis is for
-        self._cache: OrderedDict = OrderedDict()
+        self.requests = AnalysisRequests(self.document, self.worker, self)
         self._pending_session = None          # selections to apply once its analysis arrives
         self._build()
         self._connect()
@@ -142,12 +140,12 @@ class MainWindow(QMainWindow):
         a, doc = self.actions, self.document
         a.open_image.triggered.connect(self.ask_open_images)
         a.open_folder.triggered.connect(self.ask_open_folder)
-        a.open_model.triggered.connect(self.ask_open_model)
-        a.open_session.triggered.connect(self.ask_open_session)
-        a.save_session.triggered.connect(self.ask_save_session)
-        a.export_view.triggered.connect(self.ask_export_view)
-        a.export_mask.triggered.connect(self.ask_export_mask)
-        a.export_contributions.triggered.connect(self.ask_export_contributions)
+        a.open_model.triggered.connect(partial(window_files.ask_open_model, self))
+        a.open_session.triggered.connect(partial(window_files.ask_open_session, self))
+        a.save_session.triggered.connect(partial(window_files.ask_save_session, self))
+        a.export_view.triggered.connect(partial(window_files.ask_export_view, self))
+        a.export_mask.triggered.connect(partial(window_files.ask_export_mask, self))
+        a.export_contributions.triggered.connect(partial(window_files.ask_export_contributions, self))
         a.quit.triggered.connect(self.close)
         a.fit.triggered.connect(self.canvas.fit)
         a.actual_size.triggered.connect(self.canvas.actual_size)
@@ -174,11 +172,11 @@ class MainWindow(QMainWindow):
         self.status.cancelRequested.connect(self.cancel)
         self.status.deviceChosen.connect(self.set_device)
         self.worker.modelReady.connect(self._on_model_ready)
-        self.worker.analysisReady.connect(self._on_analysis_ready)
+        self.requests.shown.connect(self._on_analysis_shown)
+        self.requests.computing.connect(self.segmentation.set_busy)
         self.worker.failed.connect(self._on_failed)
         self.worker.busy.connect(self.status.set_busy)
         self.worker.idle.connect(self.status.set_idle)
-        self.worker.idle.connect(self._on_idle)
         doc.overlayChanged.connect(self._sync_layer_actions)
         self._sync_layer_actions()
 
@@ -223,12 +221,11 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_model_ready(self, catalog) -> None:
-        self._cache.clear()
+        self.requests.forget()
         self.document.set_catalog(catalog)
         self.status.set_device_in_use(catalog.device)
         self.settings.set_last_model_path(self.model_path)
         self.setWindowTitle(f"Insight Desktop — {Path(catalog.path).name}")
-        self._analysed_key = None
         self.request_analysis()
 
     # ------------------------------------------------------------------ images
@@ -280,40 +277,12 @@ class MainWindow(QMainWindow):
             self.show_image(self.index - 1)
 
     # ------------------------------------------------------------------ analysis
-    def _key(self):
-        """What an analysis depends on: the image file (and its version), the classes and the model."""
-        doc = self.document
-        try:
-            version = doc.image_path.stat().st_mtime_ns if doc.image_path else id(doc.image)
-        except OSError:
-            version = id(doc.image)
-        return (str(doc.image_path), version, doc.classes, doc.background, id(doc.catalog))
-
     @Slot()
     def request_analysis(self) -> None:
-        """Analyse the current image with the current classes (unless that is already shown)."""
-        doc = self.document
-        if doc.image is None or doc.catalog is None:
-            return
-        key = self._key()
-        if key == self._analysed_key and doc.analysis is not None:
-            return
-        self._analysed_key = key
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            self.document.set_analysis(self._cache[key])
-            return
-        self.worker.analyze(doc.image, doc.classes, doc.background,
-                            label=doc.image_path.name if doc.image_path else "image")
-        self.segmentation.set_busy(True)
+        self.requests.request()
 
     @Slot(object)
-    def _on_analysis_ready(self, analysis) -> None:
-        self._cache[self._analysed_key] = analysis
-        while len(self._cache) > ANALYSIS_CACHE:
-            self._cache.popitem(last=False)
-        self.segmentation.set_busy(False)
-        self.document.set_analysis(analysis)
+    def _on_analysis_shown(self, analysis) -> None:
         if self._pending_session is not None:
             window_files.finish_session(self, self._pending_session)
             self._pending_session = None
@@ -328,19 +297,14 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
         if failure.kind == "analysis":
-            self._analysed_key = None  # let the user retry the same request
-            self.segmentation.set_busy(False)
+            self.requests.retry_allowed()
         show_error(self, failure.title, failure.message, failure.details)
-
-    @Slot()
-    def _on_idle(self) -> None:
-        self.segmentation.set_busy(False)
 
     @Slot()
     def cancel(self) -> None:
         if self.worker.is_busy:
             self.worker.cancel()
-            self._analysed_key = None
+            self.requests.retry_allowed()
             self.hover.setText("Cancelled.")
 
     # ------------------------------------------------------------------ concepts and layers
@@ -423,30 +387,6 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(self.settings.last_folder() or ""))
         if folder:
             self.open_folder(folder)
-
-    @Slot()
-    def ask_open_model(self) -> None:
-        window_files.ask_open_model(self)
-
-    @Slot()
-    def ask_open_session(self) -> None:
-        window_files.ask_open_session(self)
-
-    @Slot()
-    def ask_save_session(self) -> None:
-        window_files.ask_save_session(self)
-
-    @Slot()
-    def ask_export_view(self) -> None:
-        window_files.ask_export_view(self)
-
-    @Slot()
-    def ask_export_mask(self) -> None:
-        window_files.ask_export_mask(self)
-
-    @Slot()
-    def ask_export_contributions(self) -> None:
-        window_files.ask_export_contributions(self)
 
     def _fill_recent_menu(self) -> None:
         window_files.fill_recent_menu(self, self.recent_menu)
