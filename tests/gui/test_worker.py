@@ -102,3 +102,20 @@ def test_analysis_without_a_model_is_a_clear_error(qtbot, client, sample_rgb):
     with qtbot.waitSignal(client.failed, timeout=10_000) as got:
         client.analyze(sample_rgb, ())
     assert "No concept model is loaded" in got.args[0].message
+
+
+def test_out_of_memory_is_reported_in_words_and_the_model_stays_loaded(qtbot, client, tiny_bundle, sample_rgb):
+    load(qtbot, client, tiny_bundle)
+    analyzer = client._worker._analyzer
+    real = analyzer.analyze
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    analyzer.analyze = exhausted
+    with qtbot.waitSignal(client.failed, timeout=30_000) as got:
+        client.analyze(sample_rgb, ())
+    assert got.args[0].title == "Out of memory" and "smaller image" in got.args[0].message
+    analyzer.analyze = real
+    with qtbot.waitSignal(client.analysisReady, timeout=60_000):
+        client.analyze(sample_rgb, ())
