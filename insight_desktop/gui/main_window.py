@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         a.open_image.triggered.connect(self.ask_open_images)
         a.open_folder.triggered.connect(self.ask_open_folder)
         a.open_model.triggered.connect(partial(window_files.ask_open_model, self))
+        a.build_model.triggered.connect(self.show_build_dialog)
         a.open_session.triggered.connect(partial(window_files.ask_open_session, self))
         a.save_session.triggered.connect(partial(window_files.ask_save_session, self))
         a.export_view.triggered.connect(partial(window_files.ask_export_view, self))
@@ -209,6 +210,7 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ model and device
+    @Slot(str)
     def load_model(self, path: str | Path) -> None:
         self.model_path = Path(path)
         self.worker.load_model(self.model_path, self.status.device_choice())
@@ -360,6 +362,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self.actions.all, self).open()
+
+    @Slot()
+    def show_build_dialog(self) -> None:
+        from .build_dialog import BuildModelDialog
+
+        dialog = BuildModelDialog(self, folder=self.folder)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.modelBuilt.connect(self.load_model)
+        dialog.open()
 
     @Slot()
     def show_notes(self) -> None:

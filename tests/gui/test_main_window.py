@@ -229,3 +229,15 @@ def test_without_a_display_the_app_says_so_instead_of_crashing(monkeypatch, caps
         monkeypatch.delenv(name, raising=False)
     assert app.main([]) == 2
     assert "no display" in capsys.readouterr().err
+
+
+def test_a_model_built_from_images_opens_in_the_window(qtbot, window, tiny_bundle):
+    from insight_desktop.gui.build_dialog import BuildModelDialog
+
+    window.actions.build_model.trigger()
+    dialog = window.findChild(BuildModelDialog)
+    assert dialog is not None and dialog.isVisible()
+    with qtbot.waitSignal(window.worker.modelReady, timeout=60_000):
+        dialog.modelBuilt.emit(str(tiny_bundle))  # what a finished build announces
+    assert window.model_path == tiny_bundle and window.document.catalog.n_concepts == 64
+    dialog.close()
