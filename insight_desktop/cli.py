@@ -245,9 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_analyze import add_parsers as add_analyze_parsers
     from .cli_model import add_parsers as add_model_parsers
+    from .cli_models import add_parsers as add_models_parsers
 
     add_model_parsers(sub)
     add_analyze_parsers(sub)
+    add_models_parsers(sub)
 
     p = sub.add_parser("info", help="describe a concept model, token store, SAE, checkpoint or image")
     p.add_argument("file")

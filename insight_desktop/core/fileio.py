@@ -57,3 +57,16 @@ def atomic_save_safetensors(path: str | os.PathLike, tensors: dict, metadata: di
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def format_size(n: int | None, approximate: bool = False) -> str:
+    """Bytes for people: ``599.0 MB`` (decimal units, like file managers); ``?`` when unknown."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            text = f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return ("≈" if approximate else "") + text
+        value /= 1000
+    return "?"

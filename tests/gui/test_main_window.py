@@ -241,3 +241,20 @@ def test_a_model_built_from_images_opens_in_the_window(qtbot, window, tiny_bundl
         dialog.modelBuilt.emit(str(tiny_bundle))  # what a finished build announces
     assert window.model_path == tiny_bundle and window.document.catalog.n_concepts == 64
     dialog.close()
+
+
+def test_offline_the_app_works_with_installed_models_and_never_touches_the_network(qtbot, window, tiny_bundle,
+                                                                                  monkeypatch):
+    import socket
+
+    attempts = []
+
+    def no_network(self, address):
+        attempts.append(address)
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+    a = open_chelsea(qtbot, window, tiny_bundle)
+    window.actions.manage_models.trigger()  # lists the store and the catalogue
+    assert a.concepts and attempts == []

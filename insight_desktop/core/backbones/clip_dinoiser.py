@@ -241,16 +241,20 @@ def create_clip_dinoiser(
     torch_device = resolve_device(device)
     model = str(model)
     pretrained = str(pretrained) if pretrained is not None else None
+    # "store:<id>" names a file in the model store: resolved here, kept as written in the spec so
+    # that a concept model stays portable between machines.
+    pretrained_file = _from_store(pretrained)
+    dinoiser_file = _from_store(dinoiser)
     model_name, config_path = resolve_model_config(model)
-    weights = resolve_pretrained(model_name, pretrained, cache_dir)
+    weights = resolve_pretrained(model_name, pretrained_file, cache_dir)
     clip = create_openclip_model(model_name, weights, cache_dir)
     check_vision_tower(clip.visual)
-    heads = load_dinoiser_heads(dinoiser, int(clip.visual.proj.shape[0])) if dinoiser else None
+    heads = load_dinoiser_heads(dinoiser_file, int(clip.visual.proj.shape[0])) if dinoiser_file else None
     # The tokenizer is made now: open_clip's config registry is global and may change later.
     tokenizer = open_clip.get_tokenizer(model_name)
 
     weights_hash = file_sha256(config_path, weights.path)[:12]
-    tail = f"dinoiser@{file_sha256(dinoiser)[:12]}" if dinoiser else "maskclip"
+    tail = f"dinoiser@{file_sha256(dinoiser_file)[:12]}" if dinoiser_file else "maskclip"
     backbone_id = f"clip-dinoiser/{model_name}/{weights.label}@{weights_hash}/{tail}"
     options: dict[str, Any] = {
         "model": model,
@@ -264,6 +268,18 @@ def create_clip_dinoiser(
         backbone_id += f"/gamma={gamma:g}"
     spec = BackboneSpec("clip-dinoiser", options)
     return ClipDinoiserBackbone(clip, tokenizer, device=torch_device, id=backbone_id, spec=spec, dinoiser=heads, gamma=gamma)
+
+
+def _from_store(value: str | None) -> str | None:
+    """A ``store:<id>`` option → the installed file's path; anything else unchanged."""
+    if not (isinstance(value, str) and value.startswith("store:")):
+        return value
+    from ..store import ModelStore, StoreError  # lazy: the store is only needed for store: references
+
+    try:
+        return str(ModelStore().resolve(value))
+    except StoreError as exc:
+        raise BackboneError(str(exc)) from None
 
 
 __all__ = [

@@ -110,15 +110,37 @@ def resolve_pretrained(model_name: str, pretrained: str | None, cache_dir: str |
             f"{pretrained!r} is neither a checkpoint file nor a known open_clip pretrained tag for {model_name}"
             + (f"; known tags: {', '.join(tags)}" if tags else "")
         )
-    cached = _cached_tag_file(cfg, cache_dir)
+    cached = _cached_tag_file(cfg, cache_dir) or _store_tag_file(model_name, pretrained)
     if cached is None:
         raise BackboneError(
             f"the weights for {model_name} / {pretrained} are not available offline (not in the open_clip or "
             f"Hugging Face cache{' ' + str(cache_dir) if cache_dir else ''}). Download them once on a connected "
             f"machine (open_clip.create_model({model_name!r}, pretrained={pretrained!r})), or pass a local "
             f"checkpoint file (.safetensors/.bin/.pt/.pth) as pretrained=/path/to/file."
+            + _store_hint(model_name, pretrained)
         )
     return ResolvedWeights(Path(cached), pretrained, bool(cfg.get("quick_gelu", False)))
+
+
+def _store_tag_file(model_name: str, pretrained: str) -> str | None:
+    """A checkpoint of this model + tag imported into (or fetched by) the model store, if any."""
+    from ..store import ModelStore, StoreError  # lazy: the store needs no torch, this module does
+
+    try:
+        item = ModelStore().find_openclip(model_name, pretrained)
+    except StoreError:  # a damaged index must not hide the "not available offline" message
+        return None
+    return str(item.path) if item is not None and item.path.is_file() else None
+
+
+def _store_hint(model_name: str, pretrained: str) -> str:
+    from ..catalogue import CatalogueError, load_catalogue
+
+    try:
+        ids = [e.id for e in load_catalogue() if e.open_clip == (model_name, pretrained)]
+    except CatalogueError:
+        return ""
+    return f" Or fetch them once with `insight models get {ids[0]}` (or import them there)." if ids else ""
 
 
 def _cached_tag_file(cfg: dict[str, Any], cache_dir: str | None) -> str | None:

@@ -1,0 +1,144 @@
+"""The catalogue of known model files (``resources/models/catalogue.json``): data, not code.
+
+Public API::
+
+    CatalogueEntry(id, kind, title, source, size_bytes, licence, sha256, homepage, notes)
+        .from_dict(d) / .to_dict(); .hf -> (repo, [files…]) | None; .url -> str | None;
+        .import_only -> bool; .open_clip -> (model, pretrained) | None
+    load_catalogue(path=None) -> tuple[CatalogueEntry, ...]
+    entry(entry_id, path=None) -> CatalogueEntry          (CatalogueError if unknown)
+    CatalogueError(ValueError)
+
+``path=None`` reads ``INSIGHT_CATALOGUE`` when set (tests, mirrors, site-wide catalogues), else
+the bundled file. ``source`` says how to get the file: ``{"hf": {"repo", "file",
+"fallback_files"?}}`` (Hugging Face Hub; ``open_clip: {model, pretrained}`` says which tag it
+serves), ``{"url": …}`` (plain HTTP(S)) or ``{"import": true}`` (no download; the user imports).
+``sha256`` null means "trust on first use": the store records the hash of the first download
+and verifies it afterwards. ``size_bytes`` may be approximate (say so in ``notes``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+#: what a catalogue entry (or an installed store item) can be
+KINDS = ("openclip", "dinoiser", "sae-release", "bundle")
+_FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes")
+
+
+class CatalogueError(ValueError):
+    """The catalogue file is invalid, or names no such entry."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    id: str
+    kind: str
+    title: str
+    source: Mapping[str, Any]
+    size_bytes: int | None = None
+    licence: str = "unknown"
+    sha256: str | None = None
+    homepage: str | None = None
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"] = json.loads(json.dumps(dict(self.source)))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "catalogue") -> "CatalogueEntry":
+        if not isinstance(d, Mapping):
+            raise CatalogueError(f"{where}: an entry must be a JSON object, not {type(d).__name__}")
+        name = d.get("id")
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\: "):
+            raise CatalogueError(f"{where}: entry id {name!r} must be a non-empty string without '/', '\\', ':' or spaces")
+        here = f"{where}: entry {name!r}"
+        unknown = sorted(set(d) - set(_FIELDS))
+        if unknown:
+            raise CatalogueError(f"{here}: unknown field(s) {', '.join(unknown)}")
+        if d.get("kind") not in KINDS:
+            raise CatalogueError(f"{here}: kind {d.get('kind')!r} is not one of {', '.join(KINDS)}")
+        source = d.get("source")
+        if not isinstance(source, Mapping) or not ({"hf", "url", "import"} & set(source)):
+            raise CatalogueError(f"{here}: source must be an object with 'hf', 'url' or 'import'")
+        if "hf" in source and not (isinstance(source["hf"], Mapping) and source["hf"].get("repo") and source["hf"].get("file")):
+            raise CatalogueError(f"{here}: source.hf needs 'repo' and 'file'")
+        if "url" in source and not (isinstance(source["url"], str) and source["url"].startswith(("http://", "https://"))):
+            raise CatalogueError(f"{here}: source.url must be an http(s) address")
+        size = d.get("size_bytes")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise CatalogueError(f"{here}: size_bytes must be a non-negative integer or null")
+        sha = d.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+            raise CatalogueError(f"{here}: sha256 must be 64 hex digits or null")
+        return cls(id=name, kind=d["kind"], title=str(d.get("title") or name), source=json.loads(json.dumps(source)),
+                   size_bytes=size, licence=str(d.get("licence") or "unknown"), sha256=sha.lower() if sha else None,
+                   homepage=d.get("homepage"), notes=str(d.get("notes") or ""))
+
+    # -- how to get it -------------------------------------------------------------------------
+    @property
+    def hf(self) -> tuple[str, list[str]] | None:
+        """(repository, files to try in order) on the Hugging Face Hub, or None."""
+        hf = self.source.get("hf")
+        if not hf:
+            return None
+        return str(hf["repo"]), [str(hf["file"]), *(str(f) for f in hf.get("fallback_files", ()))]
+
+    @property
+    def url(self) -> str | None:
+        return self.source.get("url")
+
+    @property
+    def import_only(self) -> bool:
+        return not (self.hf or self.url)
+
+    @property
+    def open_clip(self) -> tuple[str, str] | None:
+        """(open_clip model name, pretrained tag) that this file provides, or None."""
+        oc = self.source.get("open_clip")
+        return (str(oc["model"]), str(oc["pretrained"])) if isinstance(oc, Mapping) else None
+
+
+def catalogue_path(path: str | os.PathLike | None = None) -> Path:
+    if path is not None:
+        return Path(path)
+    override = os.environ.get("INSIGHT_CATALOGUE")
+    if override:
+        return Path(override)
+    from .paths import resource_path
+
+    return resource_path("models", "catalogue.json")
+
+
+def load_catalogue(path: str | os.PathLike | None = None) -> tuple[CatalogueEntry, ...]:
+    """All entries of the catalogue file (see the module doc for which file)."""
+    where = catalogue_path(path)
+    try:
+        raw = json.loads(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogueError(f"model catalogue {where} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogueError(f"model catalogue {where} is not readable JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise CatalogueError(f"model catalogue {where} must hold a JSON list of entries")
+    entries = tuple(CatalogueEntry.from_dict(d, str(where)) for d in raw)
+    ids = [e.id for e in entries]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise CatalogueError(f"model catalogue {where} lists {', '.join(dupes)} more than once")
+    return entries
+
+
+def entry(entry_id: str, path: str | os.PathLike | None = None) -> CatalogueEntry:
+    """The catalogue entry ``entry_id``; CatalogueError naming the known ids if there is none."""
+    entries = load_catalogue(path)
+    for e in entries:
+        if e.id == entry_id:
+            return e
+    raise CatalogueError(f"no model {entry_id!r} in the catalogue; known: {', '.join(e.id for e in entries)}")

@@ -1,0 +1,253 @@
+"""Fetching model files once: resumable, verified HTTP downloads and Hugging Face Hub files.
+
+Public API (the GUI's download dialog and ``insight models get`` use exactly this)::
+
+    Progress(done: int, total: int | None, bytes_per_second: float, eta_seconds: float | None)
+    download_url(url, dest, *, sha256=None, size=None, progress=None, should_stop=None, timeout=30.0) -> str
+    hub_download(repo_id, filename, *, revision=None, cache_dir=None, progress=None, should_stop=None) -> Path
+
+    DownloadError(RuntimeError)            every failure; the message is written for users
+      DownloadCancelled                    should_stop() returned True (partial file kept for resume)
+      ChecksumMismatch                     the bytes are not the expected ones (nothing kept)
+      NetworkUnavailable                   offline, DNS, refused connection, timeout, proxy failure
+        DownloadInterrupted                the connection broke mid-file (partial file kept for resume)
+      RemoteFileMissing                    HTTP 404/410, or no such repository/file on the Hub
+
+``progress`` is called with a :class:`Progress` at most every 0.2 s and once at the end;
+``should_stop`` is polled between chunks. Both run on the downloading thread.
+
+``download_url`` uses only the standard library. ``urllib.request.urlopen`` builds its opener
+with the default ``ProxyHandler``, which reads ``http_proxy``/``https_proxy``/``no_proxy`` (and
+the upper-case forms) from the environment: a proxy works without any setting in the app.
+Nothing here installs a custom opener, so that stays true.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+CHUNK = 1 << 16  # small enough that Cancel reacts within milliseconds on a slow line
+REPORT_EVERY = 0.2  # seconds between progress reports
+USER_AGENT = "insight-desktop-model-store"
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message says what happened and what the user can do."""
+
+
+class DownloadCancelled(DownloadError):
+    """The user cancelled. A partial file stays next to the destination so the next try resumes."""
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded bytes do not have the expected sha256; they were deleted."""
+
+
+class NetworkUnavailable(DownloadError):
+    """The server cannot be reached (offline, DNS, refused, timeout, proxy)."""
+
+
+class DownloadInterrupted(NetworkUnavailable):
+    """The connection broke in the middle of the file; the partial file is kept for resuming."""
+
+
+class RemoteFileMissing(DownloadError):
+    """The server says the file does not exist (HTTP 404/410, or no such Hub repository/file)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # bytes on disk, including a resumed prefix
+    total: int | None  # None when the server does not say
+    bytes_per_second: float  # over this session's transfer only
+    eta_seconds: float | None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+
+ProgressCallback = Callable[[Progress], None]
+StopCallback = Callable[[], bool]
+
+
+class _Reporter:
+    """Throttled progress reports plus speed/ETA over the bytes transferred in this session."""
+
+    def __init__(self, callback: ProgressCallback | None, done: int, total: int | None):
+        self.callback, self.done, self.total = callback, done, total
+        self._start_done, self._start, self._last = done, time.monotonic(), 0.0
+
+    def add(self, n: int, *, force: bool = False) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.callback is None or (not force and now - self._last < REPORT_EVERY):
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-6)
+        speed = (self.done - self._start_done) / elapsed
+        eta = (self.total - self.done) / speed if self.total and speed > 0 else None
+        self.callback(Progress(self.done, self.total, speed, max(eta, 0.0) if eta is not None else None))
+
+
+def _hash_file(path: Path) -> "hashlib._Hash":
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason: 'Connection refused' rather than '<urlopen error [Errno 111] ...>'."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"name lookup failed ({exc.strerror or exc})"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _unreachable(url: str, exc: BaseException) -> NetworkUnavailable:
+    host = urllib.parse.urlsplit(url).hostname or url
+    return NetworkUnavailable(f"cannot reach {host}: {_reason(exc)}. Check the network or proxy settings "
+                              f"(HTTPS_PROXY), or import the file instead")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
+                 progress: ProgressCallback | None = None, should_stop: StopCallback | None = None,
+                 timeout: float = 30.0) -> str:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify it, return its sha256.
+
+    ``dest`` already there (with the right sha256 when one is given) → returned without any
+    request. ``size`` is only a hint for the progress total when the server sends no length.
+    Never leaves unverified bytes under ``dest``.
+    """
+    dest = Path(dest)
+    expected = sha256.lower() if sha256 else None
+    if dest.is_file():
+        actual = _hash_file(dest).hexdigest()
+        if expected is None or actual == expected:
+            return actual
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the range starts at the end: the .part is already whole
+            return _finish(url, part, dest, _hash_file(part), expected, offset, progress)
+        if exc.code in (404, 410):
+            raise RemoteFileMissing(f"the server has no file at {url} (HTTP {exc.code}); the catalogue may be "
+                                    "out of date — download it by hand and import it") from None
+        raise DownloadError(f"the server refused {url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _unreachable(url, exc) from None
+    with response:
+        if response.status == 206 and _range_start(response) != offset:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"the server sent the wrong part of {url}; the partial file was deleted: try again")
+        if offset and response.status == 206:
+            h, mode = _hash_file(part), "ab"
+        else:  # 200: the server ignored the range — start over
+            h, mode, offset = hashlib.sha256(), "wb", 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else size
+        reporter = _Reporter(progress, offset, total)
+        _stream(url, response, part, mode, h, reporter, should_stop)
+    if length and length.isdigit() and reporter.done != offset + int(length):
+        raise DownloadInterrupted(
+            f"the connection to {urllib.parse.urlsplit(url).hostname} closed after {_mb(reporter.done)} of "
+            f"{_mb(offset + int(length))}. The partial file is kept: try again to resume")
+    return _finish(url, part, dest, h, expected, reporter.done, progress, reporter)
+
+
+def _range_start(response) -> int | None:
+    value = response.headers.get("Content-Range", "")  # "bytes 100-199/200"
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _stream(url, response, part: Path, mode: str, h, reporter: _Reporter, should_stop) -> None:
+    with open(part, mode) as fh:
+        while True:
+            if should_stop is not None and should_stop():
+                raise DownloadCancelled(f"download cancelled after {_mb(reporter.done)}; the partial file "
+                                        f"{part.name} is kept and the next try resumes from there")
+            try:
+                chunk = response.read(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                raise DownloadInterrupted(
+                    f"the connection to {urllib.parse.urlsplit(url).hostname} broke after {_mb(reporter.done)} "
+                    f"({_reason(exc)}). The partial file is kept: try again to resume") from None
+            if not chunk:
+                break
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
+            h.update(chunk)
+            reporter.add(len(chunk))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _finish(url, part: Path, dest: Path, h, expected: str | None, done: int, progress, reporter=None) -> str:
+    actual = h.hexdigest()
+    if expected is not None and actual != expected:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"the file from {url} is not the expected one (sha256 {actual[:12]}…, expected "
+                               f"{expected[:12]}…); it was deleted. Try again later, or import a copy you trust")
+    os.replace(part, dest)
+    if reporter is not None:
+        reporter.add(0, force=True)
+    elif progress is not None:
+        progress(Progress(done, done, 0.0, 0.0))
+    return actual
+
+
+# ----------------------------------------------------------------------------- Hugging Face Hub
+
+
+def hub_download(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 progress: ProgressCallback | None = None, should_stop: StopCallback | None = None) -> Path:
+    """``filename`` of Hub repository ``repo_id`` in the Hugging Face cache (``cache_dir`` or the default).
+
+    Offline (HF_HUB_OFFLINE) the cache is the only source: a missing file raises
+    :class:`NetworkUnavailable` at once, with no retries. Online, huggingface_hub downloads it
+    (its own proxy settings: ``HTTPS_PROXY`` etc. via httpx). Progress and Cancel work through
+    ``hf_hub_download``'s ``tqdm_class``. Resuming: within one call huggingface_hub resumes after
+    transient network errors; across calls it does not (huggingface_hub ≥ 1.0 downloads into a
+    per-call temporary file and deletes it on failure), so a cancelled Hub download starts over.
+    Details in :mod:`.download_hub`.
+    """
+    from .download_hub import hub_download as _hub_download
+
+    return _hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, progress=progress,
+                         should_stop=should_stop)
+
+
+__all__ = [
+    "ChecksumMismatch", "DownloadCancelled", "DownloadError", "DownloadInterrupted", "NetworkUnavailable", "Progress",
+    "RemoteFileMissing", "download_url", "hub_download",
+]

@@ -1,0 +1,61 @@
+"""Downloading a catalogue entry's file for the model store: from the Hub or a plain URL, verified.
+
+Both return ``(path, sha256, source description)``; ``expected`` is the sha256 to insist on (the
+catalogue's, or the one recorded on first use), None to accept and record what arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+from .catalogue import CatalogueEntry
+from .download import ChecksumMismatch, ProgressCallback, RemoteFileMissing, StopCallback
+from .store_files import validate
+from .store_index import StoreError, file_sha256
+
+
+def fetch_hub(entry: CatalogueEntry, expected: str | None, cache_dir, progress: ProgressCallback | None,
+              should_stop: StopCallback | None) -> tuple[Path, str, str]:
+    """The entry's Hub file in the Hugging Face cache: taken from the cache when there (no network)."""
+    from .download import hub_download
+    from .download_hub import hub_cached, hub_endpoint
+
+    repo, names = entry.hf
+    found = next(((n, p) for n in names if (p := hub_cached(repo, n, cache_dir=cache_dir))), None)
+    if found is None:
+        missing: RemoteFileMissing | None = None
+        for name in names:  # open_clip's order: safetensors first, then the pickle-era file
+            try:
+                found = (name, hub_download(repo, name, cache_dir=cache_dir, progress=progress,
+                                            should_stop=should_stop))
+                break
+            except RemoteFileMissing as exc:
+                missing = exc
+        else:
+            raise missing  # type: ignore[misc]
+    name, path = found
+    sha = file_sha256(path)
+    if expected and sha != expected:
+        raise ChecksumMismatch(f"{path} (from {repo}) is not the expected file (sha256 {sha[:12]}…, expected "
+                               f"{expected[:12]}…): delete it from the Hugging Face cache and get it again")
+    oc = entry.open_clip
+    validate(path, entry.kind, openclip_model=oc[0] if oc else None)
+    return path, sha, f"{hub_endpoint()}/{repo}/blob/main/{name}"
+
+
+def fetch_url(entry: CatalogueEntry, folder: Path, expected: str | None, progress: ProgressCallback | None,
+              should_stop: StopCallback | None) -> tuple[Path, str, str]:
+    """The entry's URL downloaded (resumably) into ``folder``, then validated — or deleted."""
+    from .download import download_url
+
+    url = entry.url
+    dest = folder / (os.path.basename(urllib.parse.urlsplit(url).path) or entry.id)
+    sha = download_url(url, dest, sha256=expected, size=entry.size_bytes, progress=progress, should_stop=should_stop)
+    try:
+        validate(dest, entry.kind)
+    except StoreError as exc:
+        dest.unlink(missing_ok=True)
+        raise StoreError(f"the file downloaded from {url} is not usable, so it was deleted: {exc}") from None
+    return dest, sha, url
