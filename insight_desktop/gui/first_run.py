@@ -17,6 +17,7 @@ class FirstRunDialog(QDialog):
     def __init__(self, store: ModelStore | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Welcome to Insight Desktop")
+        self.setMinimumWidth(560)
         self.store = store or ModelStore()
         intro = QLabel("Insight shows where a vision model's concepts live in your images, how they relate, "
                        "and why it segments and classifies as it does. Which concept model do you want to use? "

@@ -38,7 +38,10 @@ def _table(headers: tuple[str, ...]) -> QTableWidget:
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
     t.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
     t.verticalHeader().hide()
-    t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    t.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # long paths keep their start and their file name
+    header = t.horizontalHeader()
+    header.setSectionResizeMode(len(headers) - 1, QHeaderView.ResizeMode.Stretch)
+    header.resizeSection(0, 340)
     return t
 
 
