@@ -258,3 +258,29 @@ def test_offline_the_app_works_with_installed_models_and_never_touches_the_netwo
     a = open_chelsea(qtbot, window, tiny_bundle)
     window.actions.manage_models.trigger()  # lists the store and the catalogue
     assert a.concepts and attempts == []
+
+
+def test_dropping_a_folder_opens_its_images_and_dropping_a_model_loads_it(qtbot, window, tiny_bundle, tmp_path):
+    import shutil
+
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("b.png", "a.png"):
+        shutil.copy(CHELSEA, folder / name)
+
+    def drop(*paths):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        window.dropEvent(event)
+
+    with qtbot.waitSignal(window.worker.modelReady, timeout=60_000):
+        drop(tiny_bundle)
+    drop(folder)
+    assert [p.name for p in window.images] == ["a.png", "b.png"] and window.document.image_path.name == "a.png"
+    assert window.docks["images"].isVisible() and window.filmstrip.count() == 2
+    assert wait_for_analysis(qtbot, window).image_size == window.document.image.shape[:2]
