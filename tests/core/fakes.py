@@ -136,3 +136,21 @@ def write_test_bundle(path, backbone, sae, *, seed: int = 0):
     info = {"id": backbone.id, "spec": backbone.spec.to_dict(), "feature_dim": backbone.feature_dim}
     return write_bundle(path, backbone=info, sae=sae, relations=relations, names=names,
                         provenance={"images": 0, "tokens": 64, "command": "test"})
+
+
+def write_block_photos(folder, n: int, seed: int = 1):
+    """``n`` 224-px PNGs of a random background with three coloured 64-px blocks, so concepts have
+    something to find; returns the folder (created if needed)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rgb = np.zeros((224, 224, 3), np.uint8)
+        rgb[:] = rng.integers(0, 255, 3)
+        for _ in range(3):
+            y, x = rng.integers(0, 160, 2)
+            rgb[y:y + 64, x:x + 64] = rng.integers(0, 255, 3)
+        Image.fromarray(rgb).save(folder / f"img{i}.png")
+    return folder

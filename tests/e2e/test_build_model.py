@@ -10,6 +10,7 @@ from PIL import Image
 from insight_desktop.cli import main
 from insight_desktop.core.build import BuildOptions, BuildStopped, build_model
 from insight_desktop.core.bundle import ConceptModel
+from tests.core.fakes import write_block_photos
 
 WORDS = ["red", "green", "blue", "stripes", "dots", "sky", "grass", "water", "stone", "wood", "metal", "cloud"]
 
@@ -17,17 +18,7 @@ WORDS = ["red", "green", "blue", "stripes", "dots", "sky", "grass", "water", "st
 @pytest.fixture
 def photos(tmp_path):
     """Images made of coloured stripes and blobs, so concepts have something to find."""
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(8):
-        rgb = np.zeros((224, 224, 3), np.uint8)
-        rgb[:] = rng.integers(0, 255, 3)
-        for _ in range(3):
-            y, x = rng.integers(0, 160, 2)
-            rgb[y:y + 64, x:x + 64] = rng.integers(0, 255, 3)
-        Image.fromarray(rgb).save(folder / f"img{i}.png")
-    return folder
+    return write_block_photos(tmp_path / "photos", 8, seed=1)
 
 
 @pytest.fixture

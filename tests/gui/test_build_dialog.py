@@ -6,15 +6,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from insight_desktop.core.build import BuildOptions
 from insight_desktop.gui.build_dialog import BuildModelDialog
 from insight_desktop.gui.build_job import REFERENCE, eta_text
+from tests.core.fakes import write_block_photos
 
 WORDS = ["red", "green", "blue", "stripes", "dots", "sky", "grass", "water", "stone", "wood", "metal", "cloud"]
 
@@ -22,16 +21,7 @@ WORDS = ["red", "green", "blue", "stripes", "dots", "sky", "grass", "water", "st
 @pytest.fixture
 def photos(tmp_path):
     """Six small photos of coloured blocks (and a note that is not an image)."""
-    rng = np.random.default_rng(3)
-    folder = tmp_path / "holiday"
-    folder.mkdir()
-    for i in range(6):
-        rgb = np.zeros((224, 224, 3), np.uint8)
-        rgb[:] = rng.integers(0, 255, 3)
-        for _ in range(3):
-            y, x = rng.integers(0, 160, 2)
-            rgb[y:y + 64, x:x + 64] = rng.integers(0, 255, 3)
-        Image.fromarray(rgb).save(folder / f"img{i}.png")
+    folder = write_block_photos(tmp_path / "holiday", 6, seed=3)
     (folder / "notes.txt").write_text("not an image")
     return folder
 
