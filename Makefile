@@ -5,7 +5,9 @@ PY     := $(VENV)/bin/python
 # Re-install only when the project's dependencies change.
 STAMP  := $(VENV)/.insight-installed
 
-.PHONY: run test setup lint bench-sae demo-model clean-venv
+PKG_STAMP := $(VENV)/.insight-package-installed
+
+.PHONY: run test setup lint bench-sae demo-model package clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(if $(CI),-p no:cacheprovider,)
+
+# The installable app (packaging/build.sh): dist/insight-desktop/ (PyInstaller one-folder build,
+# 4.6 GB with torch's CUDA libraries) and dist/insight-desktop_<version>_amd64.deb (dpkg-deb, 2.6 GB).
+# About 3.5 min PyInstaller + 20 s dpkg-deb on two CPU cores; needs ~8 GB free disk.
+$(PKG_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,package]'
+	@touch $(PKG_STAMP)
+
+package: $(PKG_STAMP)
+	PY=$(PY) bash packaging/build.sh
 
 # Rebuild resources/models/demo-concepts.zip (seeded; ~15 min on 2 CPU cores, mostly naming).
 demo-model: $(STAMP)

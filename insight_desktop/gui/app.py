@@ -14,6 +14,9 @@ from pathlib import Path
 from .. import __version__
 
 APP_NAME = "Insight Desktop"
+#: the application's id: its X11 WM_CLASS, its Wayland app id and the name of its desktop entry
+#: (packaging/insight-desktop.desktop, whose StartupWMClass must equal it) and icon
+APP_ID = "insight-desktop"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,7 +41,8 @@ def create_application(argv: list[str] | None = None):
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
-    app.setApplicationName("insight-desktop")
+    app.setApplicationName(APP_ID)  # → WM_CLASS on X11
+    app.setDesktopFileName(APP_ID)  # → app id on Wayland: the desktop entry's icon and name
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
