@@ -59,12 +59,14 @@ class OverlaySettings:
 
 @dataclass(frozen=True)
 class Region:
-    """A rectangle of the image in pixels, [top, bottom) × [left, right); a click is a 1-patch region."""
+    """A rectangle of the image in pixels, [top, bottom) × [left, right). A click selects one
+    patch: ``patch`` (row, column) then names it, since a patch's pixel borders are fractional."""
 
     top: int
     left: int
     bottom: int
     right: int
+    patch: tuple[int, int] | None = None
 
 
 class Document(QObject):
@@ -168,6 +170,9 @@ class Document(QObject):
         """The patch rows and columns of the current analysis that ``region`` covers (at least one)."""
         a = self.analysis
         h, w = a.grid
+        if region.patch is not None and 0 <= region.patch[0] < h and 0 <= region.patch[1] < w:
+            r, c = region.patch
+            return slice(r, r + 1), slice(c, c + 1)
         sy = a.analysis_size[0] / a.image_size[0] / a.patch_size
         sx = a.analysis_size[1] / a.image_size[1] / a.patch_size
         r0 = min(h - 1, max(0, int(region.top * sy)))

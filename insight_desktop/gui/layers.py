@@ -127,15 +127,15 @@ def patch_of(a, y: int, x: int) -> tuple[int, int]:
 
 
 def patch_region(a, y: int, x: int) -> Region:
-    """The pixels of the patch under (y, x). Patch borders fall between pixels, so the region is
-    rounded inwards (it then maps back to this one patch) but always keeps the clicked pixel."""
+    """The pixels of the patch under (y, x), naming that patch. Patch borders fall between pixels,
+    so the rectangle is rounded inwards but always keeps the clicked pixel."""
     ph, pw = patch_pixels(a)
     r, c = patch_of(a, y, x)
     height, width = a.image_size
     top, left = min(y, math.ceil(r * ph)), min(x, math.ceil(c * pw))
     bottom = max(y + 1, min(height, math.floor((r + 1) * ph)))
     right = max(x + 1, min(width, math.floor((c + 1) * pw)))
-    return Region(top, left, bottom, right)
+    return Region(top, left, bottom, right, patch=(r, c))
 
 
 def patch_activation(a, r: int, c: int, concept: int) -> float:

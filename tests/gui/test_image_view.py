@@ -363,3 +363,17 @@ def test_patch_regions_map_back_to_their_patch(document):
             single += rows.stop - rows.start == 1 and cols.stop - cols.start == 1
     # Only pixels cut by a patch border (about 1 in 10 per axis here) reach into the next patch.
     assert single > 0.7 * len(range(0, h, 7)) * len(range(0, w, 5))
+
+
+def test_every_clicked_pixel_selects_exactly_its_own_patch(document):
+    """Also pixels that a (fractional) patch border cuts through: the region names its patch."""
+    from insight_desktop.gui.layers import patch_of, patch_region
+
+    a = document.analysis
+    h, w = a.image_size
+    for y in range(0, h, 7):
+        for x in range(0, w, 5):
+            r, c = patch_of(a, y, x)
+            region = patch_region(a, y, x)
+            assert region.top <= y < region.bottom and region.left <= x < region.right
+            assert document.region_patches(region) == (slice(r, r + 1), slice(c, c + 1))
