@@ -99,6 +99,7 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
     """Heatmaps of the top concepts, label mask + legend + overlay, JSON and CSVs for one image."""
     from PIL import Image
 
+    from .core.report import save_contributions, save_label_mask
     from .core.tasks import render
 
     h, w = analysis.image_size
@@ -120,12 +121,11 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
                                "residual_mean": _finite(float(f.residual.mean()))},
               "concepts": concepts, "notices": list(analysis.notices),
               "timings_s": {k: round(v, 4) for k, v in analysis.timings.items()}}
-    rows = []  # contributions CSV
     seg = analysis.segmentation
     if seg is not None:
         colours = render.class_colours(len(seg.class_names), background=seg.background_label is not None)
         counts = [int(next((s.pixels for s in seg.segments if s.label == i), 0)) for i in range(len(seg.class_names))]
-        _png(out / f"{stem}_labels.png", render.label_png(seg.labels, colours))
+        save_label_mask(out / f"{stem}_labels.png", seg, colours)
         _png(out / f"{stem}_legend.png", render.legend_png(seg.class_names, colours, counts))
         labels_view = seg.labels if view == (h, w) else np.asarray(
             Image.fromarray(np.asarray(seg.labels, np.uint8)).resize((view[1], view[0]), Image.NEAREST))
@@ -137,9 +137,6 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
             "segments": [{"label": s.label, "name": s.name, "pixels": s.pixels, "mean_logit": s.mean_logit,
                           "logit_sum": s.logit_sum, "bias": s.bias,
                           "contributions": [vars(c) for c in s.contributions[:TOP_REASONS]]} for s in seg.segments]}
-        for s in seg.segments:
-            rows += [("segment", s.name, c.concept, c.name, c.value) for c in s.contributions]
-            rows.append(("segment", s.name, "", "(bias)", s.bias))
     for key, result in (("classification", analysis.classification), ("probe", analysis.probe)):
         if result is None:
             continue
@@ -150,15 +147,12 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
                                             if result.opaque_predicted is not None else None),
                        "explanation": {"class": why.name, "logit": why.logit, "bias": why.bias,
                                        "contributions": [vars(c) for c in why.contributions[:TOP_REASONS]]}}
-        rows += [(result.method, why.name, c.concept, c.name, c.value) for c in why.contributions]
-        rows.append((result.method, why.name, "", "(bias)", why.bias))
     _atomic_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     _atomic_text(out / f"{stem}_concepts.csv", _csv(
         ["rank", "concept", "name", "level", "activation", "patches", "parents"],
         [(r, c.concept, c.name, c.level, f"{c.activation:.6g}", c.patches, ";".join(map(str, c.parents)))
          for r, c in enumerate(analysis.concepts, start=1)]))
-    _atomic_text(out / f"{stem}_contributions.csv", _csv(
-        ["task", "class", "concept", "name", "contribution"], [(*r[:4], f"{r[4]:.6g}") for r in rows]))
+    save_contributions(out / f"{stem}_contributions.csv", analysis)  # every class, every concept, the biases
     return report
 
 

@@ -157,7 +157,7 @@ def ask_export_mask(window: "MainWindow") -> None:
         return
     path = _save_path(window, "Export label mask", "labels.png", "PNG images (*.png)")
     if path:
-        from .export import save_label_mask
+        from ..core.report import save_label_mask
 
         _export(window, lambda: save_label_mask(path, a.segmentation), path)
 
@@ -169,7 +169,7 @@ def ask_export_contributions(window: "MainWindow") -> None:
         return
     path = _save_path(window, "Export contributions", "contributions.csv", "CSV (*.csv);;JSON (*.json)")
     if path:
-        from .export import save_contributions
+        from ..core.report import save_contributions
 
         _export(window, lambda: save_contributions(path, a), path)
 

@@ -60,7 +60,7 @@ def test_analyze_writes_pictures_tables_and_json(tmp_path, bundle, capsys):
             if s["name"] != "background":
                 full = [r for r in csv.DictReader(open(out / f"{stem}_contributions.csv"))
                         if r["task"] == "segment" and r["class"] == s["name"]]
-                assert sum(float(r["contribution"]) for r in full) == pytest.approx(s["logit_sum"], rel=1e-4)
+                assert sum(float(r["value"]) for r in full) == pytest.approx(s["logit_sum"], rel=1e-4)
         assert report["classification"]["method"] == "zero-shot"
         assert report["classification"]["predicted"] in ("sky", "grass", "road")
         assert Image.open(out / f"{stem}_legend.png").mode == "RGB"

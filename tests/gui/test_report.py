@@ -13,7 +13,7 @@ from PIL import Image
 
 from insight_desktop.core.tasks.classification import probe_classify
 from insight_desktop.core.tasks.render import class_colours
-from insight_desktop.gui.export import BIAS_NAME, COLUMNS, contributions_rows, save_contributions, save_label_mask
+from insight_desktop.core.report import BIAS_NAME, COLUMNS, contributions_rows, save_contributions, save_label_mask
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""Files the user exports from a window: the label mask and every number behind the explanations.
+"""Exported results: the label mask and every number behind the explanations.
 
-Qt-free (numpy and Pillow), so it can be tested and reused without a screen. Every write is
-atomic (:mod:`..core.fileio`). Numbers are written with Python's shortest round-trip float
+Written by the desktop app's File → Export and by ``insight analyze``. Every write is atomic
+(:mod:`.fileio`). Numbers are written with Python's shortest round-trip float
 repr, so reading a CSV back gives exactly the values of the Analysis.
 """
 
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.fileio import atomic_write_bytes
-from ..core.tasks.render import class_colours, label_png
+from .fileio import atomic_write_bytes
+from .tasks.render import class_colours, label_png
 
 #: columns of a contributions table. ``task`` is "segment", "zero-shot", "probe" or "activation";
 #: ``label`` the segment label or class index; bias rows have no concept and the name "(bias)"
