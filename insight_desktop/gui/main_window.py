@@ -206,6 +206,7 @@ class MainWindow(QMainWindow):
         s.set_classes(self.document.classes)
         s.set_background(self.document.background)
         s.sync()
+        window_files.save_last_session(self)
         self.worker.shutdown()
         self.filmstrip.shutdown()
         super().closeEvent(event)

@@ -35,6 +35,8 @@ def start(window: "MainWindow", images: Sequence[str | Path], model: str | Path 
     if session is not None:
         open_session(window, session)
         return
+    if not images and model is None and restore_last_session(window):
+        return
     model = Path(model) if model else window.settings.last_model_path()
     if model is None or not model.exists():
         model = default_model()
@@ -115,12 +117,19 @@ def open_session(window: "MainWindow", path: str | Path) -> None:
         show_error(window, "Could not open the session", str(exc))
         return
     window.settings.add_recent_file(path)
+    _apply_session(window, session)
+
+
+def _apply_session(window: "MainWindow", session: Session, quiet: bool = False) -> None:
     window.status.set_device_choice(session.device)
-    if session.model_path is not None and session.model_path != window.model_path:
-        window.load_model(session.model_path)
+    model = session.model_path
+    if quiet and (model is None or not model.exists()):
+        model = default_model()  # the last model is gone: carry on with the demo rather than fail
+    if model is not None and model != window.model_path:
+        window.load_model(model)
     apply_session_to_document(session, window.document)
     present = [p for p in session.images if p not in set(session.missing)]
-    if session.missing:
+    if session.missing and not quiet:
         show_error(window, "Some images are missing",
                    f"{len(session.missing)} image(s) of the session no longer exist:\n"
                    + "\n".join(str(p) for p in session.missing[:10]))
@@ -132,6 +141,37 @@ def open_session(window: "MainWindow", path: str | Path) -> None:
 
 def finish_session(window: "MainWindow", session: Session) -> None:
     apply_session_selections(session, window.document)
+
+
+# ---------------------------------------------------------------------- the last session
+def last_session_path(window: "MainWindow") -> Path:
+    """Next to the settings file, so that what was open comes back with the window's settings."""
+    return Path(window.settings.qsettings.fileName()).parent / f"last{SESSION_SUFFIX}"
+
+
+def save_last_session(window: "MainWindow") -> None:
+    """On closing: remember the images, model, classes, selections and view (best effort)."""
+    if not window.images:
+        return
+    try:
+        save_session(last_session_path(window), current_session(window))
+    except (SessionError, OSError, ValueError):
+        pass  # a read-only or full disk must not stop the window from closing
+
+
+def restore_last_session(window: "MainWindow") -> bool:
+    """On starting without arguments: reopen what was open last time, if its images still exist."""
+    path = last_session_path(window)
+    if not path.is_file():
+        return False
+    try:
+        session = load_session(path)
+    except SessionError:
+        return False
+    if not [p for p in session.images if p not in set(session.missing)]:
+        return False
+    _apply_session(window, session, quiet=True)
+    return True
 
 
 # ---------------------------------------------------------------------- exports

@@ -284,3 +284,48 @@ def test_dropping_a_folder_opens_its_images_and_dropping_a_model_loads_it(qtbot,
     assert [p.name for p in window.images] == ["a.png", "b.png"] and window.document.image_path.name == "a.png"
     assert window.docks["images"].isVisible() and window.filmstrip.count() == 2
     assert wait_for_analysis(qtbot, window).image_size == window.document.image.shape[:2]
+
+
+def test_what_was_open_comes_back_on_the_next_start(qtbot, tmp_path, tiny_bundle):
+    from insight_desktop.gui.main_window import MainWindow
+
+    ini = str(tmp_path / "settings.ini")
+    first = MainWindow(AppSettings(QSettings(ini, QSettings.Format.IniFormat)))
+    qtbot.addWidget(first)
+    first.start([CHELSEA, COFFEE], tiny_bundle)
+    wait_for_analysis(qtbot, first)
+    first.next_image()
+    a = wait_for_analysis(qtbot, first)
+    chosen = a.concepts[1].concept
+    first.document.select_concept(chosen)
+    first.document.set_overlay(colormap="magma")
+    first.close()
+
+    again = MainWindow(AppSettings(QSettings(ini, QSettings.Format.IniFormat)))
+    qtbot.addWidget(again)
+    again.start()  # no arguments: the last session
+    qtbot.waitUntil(lambda: again.document.analysis is not None and again.document.concept == chosen, timeout=60_000)
+    assert again.images == [CHELSEA, COFFEE] and again.document.image_path == COFFEE
+    assert again.model_path == tiny_bundle and again.document.overlay.colormap == "magma"
+    again.close()
+
+
+def test_a_last_session_whose_images_are_gone_falls_back_to_the_samples(qtbot, tmp_path, tiny_bundle):
+    import shutil
+
+    from insight_desktop.gui.main_window import MainWindow
+
+    ini = str(tmp_path / "settings.ini")
+    photo = tmp_path / "gone.png"
+    shutil.copy(CHELSEA, photo)
+    first = MainWindow(AppSettings(QSettings(ini, QSettings.Format.IniFormat)))
+    qtbot.addWidget(first)
+    first.start([photo], tiny_bundle)
+    wait_for_analysis(qtbot, first)
+    first.close()
+    photo.unlink()
+    again = MainWindow(AppSettings(QSettings(ini, QSettings.Format.IniFormat)))
+    qtbot.addWidget(again)
+    again.start()
+    assert again.document.image_path == CHELSEA and not [b for b in again.findChildren(QMessageBox) if b.isVisible()]
+    again.close()
