@@ -133,6 +133,13 @@ class _Parts:
         except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             raise BundleIntegrityError(f"concept model '{self.path}': cannot read '{name}': {exc}") from exc
 
+    def members(self, folder: str) -> list[str]:
+        """Names of the parts inside ``folder`` (e.g. ``thumbnails``), as ``folder/file``."""
+        if self._zip:
+            return sorted(n for n in self._names if n.startswith(folder + "/") and not n.endswith("/"))
+        where = self.path / folder
+        return sorted(f"{folder}/{p.name}" for p in where.iterdir() if p.is_file()) if where.is_dir() else []
+
     def close(self) -> None:
         if self._zip:
             self._zip.close()

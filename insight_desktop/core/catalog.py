@@ -2,20 +2,65 @@
 
 The worker thread loads the bundle (torch, the SAE, the backbone) and hands the GUI a
 :class:`ConceptCatalog`: names and candidate names, the hierarchy (the frozen numpy
-:class:`~.relations.Relations`), the top-patch thumbnails as JPEG bytes, and provenance. No
-torch objects, nothing mutable — it can cross threads (ARCHITECTURE rule 2).
+:class:`~.relations.Relations`), the top-patch thumbnails, and provenance. No torch objects,
+nothing mutable — it can cross threads (ARCHITECTURE rule 2). Thumbnails are read when asked
+for, through a file handle of their own, rather than all at loading (a model of 8192 concepts
+has tens of MB of them, and a viewer shows one at a time).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from .bundle import THUMBNAILS_DIR, BundleError, _Parts, thumbnail_name
 from .naming import ConceptNames
 from .relations_model import Relations
+
+
+class BundleThumbnails(Mapping):
+    """``concept → JPEG bytes`` of a bundle's thumbnail strips, read on demand. Thread-safe: it
+    opens the bundle once, with a handle of its own; an unreadable strip counts as missing."""
+
+    def __init__(self, path: str | Path):
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._parts: _Parts | None = None
+
+    def _open(self) -> _Parts:
+        if self._parts is None:
+            self._parts = _Parts(self._path)
+        return self._parts
+
+    def __getitem__(self, concept: int) -> bytes:
+        name = thumbnail_name(int(concept))
+        with self._lock:
+            try:
+                parts = self._open()
+                if parts.exists(name):
+                    return parts.read(name)
+            except BundleError:
+                pass  # moved or damaged since loading: show no picture rather than fail
+        raise KeyError(concept)
+
+    def _concepts(self) -> list[int]:
+        with self._lock:
+            try:
+                names = self._open().members(THUMBNAILS_DIR)
+            except (BundleError, OSError):
+                return []
+        return [int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if n.endswith(".jpg")]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._concepts())
+
+    def __len__(self) -> int:
+        return len(self._concepts())
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,8 +72,7 @@ class ConceptCatalog:
     device: str
     names: ConceptNames
     relations: Relations
-    thumbnails: Mapping[int, bytes]
-    probe_classes: tuple[str, ...] | None
+    thumbnails: Mapping[int, bytes]   # concept → JPEG strip of its top patches (read on demand)
     provenance: Mapping[str, Any]
     summary: str
     notices: tuple[str, ...] = ()
@@ -57,16 +101,6 @@ class ConceptCatalog:
     def display_parent(self, concept: int) -> int:
         return int(self.relations.display_parent[concept])
 
-    def ancestors(self, concept: int) -> list[int]:
-        """Display-tree ancestors of ``concept``, nearest first."""
-        out, seen = [], {int(concept)}
-        p = self.display_parent(concept)
-        while p >= 0 and p not in seen:  # the display tree is acyclic; the guard keeps a bad file finite
-            out.append(p)
-            seen.add(p)
-            p = self.display_parent(p)
-        return out
-
     def find(self, text: str) -> np.ndarray:
         """Concepts whose display name contains ``text`` (case-insensitive), ascending."""
         needle = text.strip().lower()
@@ -76,16 +110,9 @@ class ConceptCatalog:
 
 
 def catalog_of(model: Any, *, device: str = "cpu", notices: tuple[str, ...] = ()) -> ConceptCatalog:
-    """The catalog of a loaded :class:`~.bundle.ConceptModel` (reads every thumbnail once)."""
-    thumbs = {}
-    for i in range(model.n_concepts):
-        jpeg = model.thumbnail(i)
-        if jpeg is not None:
-            thumbs[i] = jpeg
-    probe = model.probe
+    """The catalog of a loaded :class:`~.bundle.ConceptModel`."""
     return ConceptCatalog(
         path=str(model.path), backbone_id=str(model.manifest.backbone.get("id", "?")), device=str(device),
-        names=model.names, relations=model.relations, thumbnails=MappingProxyType(thumbs),
-        probe_classes=tuple(probe[1]) if probe is not None else None,
+        names=model.names, relations=model.relations, thumbnails=BundleThumbnails(model.path),
         provenance=MappingProxyType(dict(model.manifest.provenance)), summary=model.summary(),
         notices=tuple(notices))
