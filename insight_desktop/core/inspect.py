@@ -80,13 +80,12 @@ def _describe_torch(path: Path) -> str:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 — torch raises many types for damaged or unsafe files
         raise ValueError(f"'{path}' is not a readable (weights-only) torch checkpoint: {exc}") from exc
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
+    from .backbones.openclip_loading import state_dict_of
+
+    state = state_dict_of(obj)
+    if state is None:
         return f"torch file     {path}\ncontent        {type(obj).__name__}"
+    obj = state
     tensors = {k: v for k, v in obj.items() if hasattr(v, "shape")}
     kind = "torch checkpoint"
     if any("obj_proj." in k for k in tensors):

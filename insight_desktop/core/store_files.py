@@ -42,12 +42,10 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for a bad file
         raise StoreError(f"{path.name} is not a readable checkpoint: {_first_line(exc)} ({path})") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
+    from .backbones.openclip_loading import state_dict_of
+
+    obj = state_dict_of(obj)
+    if obj is None:
         raise StoreError(f"{path.name} holds no state dict (a dict of tensors): {path}")
     out = {}
     for key, value in obj.items():

@@ -239,8 +239,8 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: {_reason(e, unreadable=True)} ({path})") from e
-    state = _find_state_dict(ckpt)
-    if state is None:
+    state = state_dict_of(ckpt)
+    if state is None or not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at top level or under 'model'/'state_dict'): {path}")
     tensors = {}
     for key in _DINOISER_KEYS:
@@ -272,10 +272,12 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
     return DinoiserHeads(obj_proj.eval(), bkg_decoder.eval())
 
 
-def _find_state_dict(ckpt: Any) -> dict[str, Any] | None:
+def state_dict_of(ckpt: Any) -> dict[str, Any] | None:
+    """The dict of tensors of a loaded checkpoint: the checkpoint itself, or the dict a training
+    wrapper keeps under ``model`` / ``state_dict``; None when it is not a dict at all."""
     if not isinstance(ckpt, dict):
         return None
     for key in ("model", "state_dict"):
         if isinstance(ckpt.get(key), dict):
             return ckpt[key]
-    return ckpt if any(isinstance(v, torch.Tensor) for v in ckpt.values()) else None
+    return ckpt
