@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QCommandLinkButton, QDialog, QLabel, QVBoxLayout, QWidget
 
-from ..core.store import ModelStore
+from ..core.store import DEMO_ID, ModelStore
 
 
 class FirstRunDialog(QDialog):
@@ -37,11 +37,11 @@ class FirstRunDialog(QDialog):
                              (self.build, self.open_builder)):
             button.clicked.connect(slot)
             layout.addWidget(button)
-        self.demo.setEnabled(self.store.find("demo") is not None)
+        self.demo.setEnabled(self.store.find(DEMO_ID) is not None)
 
     @Slot()
     def choose_demo(self) -> None:
-        demo = self.store.find("demo")
+        demo = self.store.find(DEMO_ID)
         if demo is not None:
             self.modelChosen.emit(str(demo.path))
         self.accept()

@@ -87,6 +87,8 @@ class ModelManagerDialog(QDialog):
         self.resize(900, 560)
         self.store = store or ModelStore()
         self.job: BackgroundJob | None = None
+        self._items: dict = {}      # id → InstalledModel, as of the last refresh (no disk reads per click)
+        self._entries: dict = {}    # id → CatalogueEntry
         self.installed = _table(("Name", "Kind", "Size", "Licence", "Where"))
         self.installed.itemSelectionChanged.connect(self._update_buttons)
         self.installed.itemDoubleClicked.connect(self.open_selected)
@@ -138,6 +140,8 @@ class ModelManagerDialog(QDialog):
         except StoreError as exc:
             self.status.setText(str(exc))
             installed, catalogue = [], ()
+        self._items = {m.id: m for m in installed}
+        self._entries = {e.id: e for e in catalogue}
         self.installed.setRowCount(len(installed))
         for r, m in enumerate(installed):
             name = m.title + (" (files missing)" if m.broken else "")
@@ -167,10 +171,10 @@ class ModelManagerDialog(QDialog):
     @Slot()
     def _update_buttons(self) -> None:
         busy = self.job is not None
-        chosen = self.store.find(self._selected(self.installed) or "")
+        chosen = self._items.get(self._selected(self.installed))
         self.open_button.setEnabled(not busy and chosen is not None and chosen.kind == "bundle" and not chosen.broken)
         self.remove_button.setEnabled(not busy and chosen is not None and chosen.removable)
-        entry = next((e for e in self.store.catalogue() if e.id == self._selected(self.available)), None)
+        entry = self._entries.get(self._selected(self.available))
         self.download_button.setEnabled(not busy and entry is not None and not entry.import_only)
         self.download_button.setToolTip(entry.notes if entry is not None and entry.import_only else "")
         for b in (self.import_button, self.release_button, self.build_button):
@@ -179,14 +183,14 @@ class ModelManagerDialog(QDialog):
     # ------------------------------------------------------------------ actions
     @Slot()
     def open_selected(self) -> None:
-        item = self.store.find(self._selected(self.installed) or "")
+        item = self._items.get(self._selected(self.installed))
         if item is not None and item.kind == "bundle" and not item.broken:
             self.modelChosen.emit(str(item.path))
             self.accept()
 
     @Slot()
     def remove_selected(self) -> None:
-        item = self.store.find(self._selected(self.installed) or "")
+        item = self._items.get(self._selected(self.installed))
         if item is None or not item.removable:
             return
         answer = QMessageBox.question(self, "Remove model", f"Remove '{item.title}' ({format_size(item.size_bytes)})"

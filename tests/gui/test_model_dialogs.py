@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from insight_desktop.core.demo import demo_model_path
+from insight_desktop.core.fileio import format_size
 from insight_desktop.core.store import ModelStore
 from insight_desktop.gui.first_run import FirstRunDialog
 from insight_desktop.gui.model_manager import ModelManagerDialog
@@ -81,8 +82,9 @@ def test_the_manager_lists_the_demo_model_and_the_catalogue(manager):
 def test_importing_a_tiny_checkpoint_lists_it_and_remove_takes_it_away(qtbot, manager, store, tiny_model_files,
                                                                         monkeypatch):
     manager.import_path(tiny_model_files.dinoiser_path)
-    assert manager.progress.isVisible() or manager.job is None
+    assert manager.job is not None and manager.progress.isVisible() and manager.cancel_button.isVisible()
     wait_idle(qtbot, manager)
+    assert not manager.progress.isVisible()
     ids = manager.installed_ids()
     assert len(ids) == 2 and store.find(ids[1]).kind == "dinoiser"
     assert "installed" in manager.status.text()
@@ -110,11 +112,15 @@ def test_download_with_progress_then_open_a_bundle(qtbot, manager, store, tmp_pa
                                       "size_bytes": None, "licence": "test", "sha256": None}]))
     monkeypatch.setenv("INSIGHT_CATALOGUE", str(catalogue))
     manager.refresh()
-    stages = []
+    shown = []  # what the progress line said while downloading
+    real = manager._on_progress
+    monkeypatch.setattr(manager, "_on_progress", lambda *args: (real(*args), shown.append(manager.status.text())))
     select(manager.available, "heads")
     qtbot.mouseClick(manager.download_button, Qt.MouseButton.LeftButton)
-    manager.job.progressed.connect(lambda stage, f, detail: stages.append(stage))
     wait_idle(qtbot, manager)
+    size = format_size(tiny_model_files.dinoiser_path.stat().st_size)
+    assert shown and shown[-1].startswith(f"Downloading heads: {size} of {size} at ")
+    assert manager.progress.value() == manager.progress.maximum() == 1000
     assert "heads" in manager.installed_ids() and manager.available.item(0, 4).text() == "installed"
     assert len(file_server.log) == 1
 
