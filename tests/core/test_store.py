@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from insight_desktop.core.backbones.tiny import save_upstream_last_pt
 from insight_desktop.core.catalogue import CatalogueError, CatalogueEntry, entry, load_catalogue
 from insight_desktop.core.demo import demo_model_path
 from insight_desktop.core.download import DownloadError, NetworkUnavailable
 from insight_desktop.core.store import DEMO_ID, ModelStore, StoreError
 from tests.core.http_fixture import file_server, hub_online  # noqa: F401 — fixtures
+from tests.core.test_dinoiser_checkpoint import upstream_heads
 from tests.core.test_download import place_in_hub_cache
 
 
@@ -264,15 +266,10 @@ def test_get_from_hub_falls_back_to_the_bin_file(tmp_path, hub_online, tiny_mode
 
 
 def test_a_vit_b16_last_pt_is_taken_as_the_catalogue_entry(store, tmp_path):
-    def heads(seed):
-        g = torch.Generator().manual_seed(seed)
-        return {"model": {"obj_proj.weight": torch.randn(256, 768, 3, 3, generator=g), "obj_proj.bias": torch.zeros(256),
-                          "bkg_decoder.weight": torch.randn(1, 768, 1, 1, generator=g), "bkg_decoder.bias": torch.zeros(1)}}
-
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    torch.save(heads(0), tmp_path / "a" / "last.pt")
-    torch.save(heads(1), tmp_path / "b" / "last.pt")
+    save_upstream_last_pt(tmp_path / "a" / "last.pt", upstream_heads(768, seed=0))
+    save_upstream_last_pt(tmp_path / "b" / "last.pt", upstream_heads(768, seed=1))
     item = store.import_file(tmp_path / "a" / "last.pt")
     assert item.id == "clip-dinoiser" and item.licence == "see the repository"
     assert store.resolve("store:clip-dinoiser") == store.root / "dinoiser" / "clip-dinoiser" / "last.pt"

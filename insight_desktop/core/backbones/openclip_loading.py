@@ -241,7 +241,7 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
         raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: {_reason(e, unreadable=True)} ({path})") from e
     state = state_dict_of(ckpt)
     if state is None or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at top level or under 'model'/'state_dict'): {path}")
+        raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at top level or under {'/'.join(map(repr, STATE_DICT_KEYS))}): {path}")
     tensors = {}
     for key in _DINOISER_KEYS:
         # Training wrappers prefix keys ("module.", "model."): match on the key's suffix.
@@ -272,12 +272,17 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
     return DinoiserHeads(obj_proj.eval(), bkg_decoder.eval())
 
 
+#: where training scripts keep the state dict inside a checkpoint: CLIP-DINOiser's ``last.pt`` is
+#: ``{'epoch': …, 'model_state_dict': {…}}``; other wrappers use ``state_dict`` or ``model``
+STATE_DICT_KEYS = ("model_state_dict", "state_dict", "model")
+
+
 def state_dict_of(ckpt: Any) -> dict[str, Any] | None:
     """The dict of tensors of a loaded checkpoint: the checkpoint itself, or the dict a training
-    wrapper keeps under ``model`` / ``state_dict``; None when it is not a dict at all."""
+    wrapper keeps under one of :data:`STATE_DICT_KEYS`; None when it is not a dict at all."""
     if not isinstance(ckpt, dict):
         return None
-    for key in ("model", "state_dict"):
+    for key in STATE_DICT_KEYS:
         if isinstance(ckpt.get(key), dict):
             return ckpt[key]
     return ckpt

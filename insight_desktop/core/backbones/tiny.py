@@ -92,13 +92,28 @@ def build_tiny_openclip(
             "obj_proj.bias": 0.05 * torch.randn(OBJ_PROJ_DIM, generator=gen),
             "bkg_decoder.weight": torch.randn(1, width, 1, 1, generator=gen),
             "bkg_decoder.bias": 0.1 * torch.randn(1, generator=gen),
-            # CLIP-DINOiser's last.pt holds more than the two heads; loaders must ignore the rest.
-            "found_model.unused.weight": torch.randn(4, 4, generator=gen),
         }
 
     checkpoint_path = folder / f"{TINY_MODEL_NAME}.safetensors"
     atomic_save_safetensors(checkpoint_path, state, metadata={"format": "pt"})
     dinoiser_path = folder / "last.pt"
-    with atomic_output(dinoiser_path) as fh:
-        torch.save({"model": heads_state, "epoch": 1}, fh)
+    save_upstream_last_pt(dinoiser_path, heads_state)
     return TinyModelFiles(config_path, checkpoint_path, dinoiser_path)
+
+
+#: the tensors CLIP-DINOiser's training script keeps in ``last.pt``, in its order
+UPSTREAM_LAST_PT_KEYS = ("obj_proj.bias", "obj_proj.weight", "bkg_decoder.bias", "bkg_decoder.weight")
+
+
+def save_upstream_last_pt(path: str | os.PathLike, heads: dict[str, torch.Tensor], epoch: int = 99) -> Path:
+    """Write ``heads`` exactly as CLIP-DINOiser's ``train.py`` writes ``last.pt``.
+
+    Upstream saves ``{'epoch': …, 'model_state_dict': {…}}`` with the four head tensors under
+    their bare module names (no wrapper prefix), and its demo and evaluation scripts read
+    ``ckpt['model_state_dict']``. Tests load this file to prove the real layout is accepted.
+    """
+    path = Path(path)
+    state = {key: heads[key].detach().cpu() for key in UPSTREAM_LAST_PT_KEYS}
+    with atomic_output(path) as fh:
+        torch.save({"epoch": int(epoch), "model_state_dict": state}, fh)
+    return path
