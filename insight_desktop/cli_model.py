@@ -120,12 +120,44 @@ def cmd_name(args) -> int:
 
 def cmd_import_cfm(args) -> int:
     from .core.bundle import ConceptModel
-    from .core.import_cfm import import_release
+    from .core.import_cfm import REFERENCE_BACKBONE, import_release
 
-    out = import_release(args.sae, args.names, args.out, relations_file=args.relations, tau=args.tau,
+    dinoiser = _release_dinoiser(args.dinoiser)
+    spec = {"name": REFERENCE_BACKBONE["name"], "options": {**REFERENCE_BACKBONE["options"], "dinoiser": dinoiser}}
+    out = import_release(args.sae, args.names, args.out, relations_file=args.relations, backbone=spec, tau=args.tau,
                          min_share=args.min_share, command=_command_line(args))
     print(ConceptModel.load(out).summary())
     return 0
+
+
+def _release_dinoiser(value: str) -> str | None:
+    """The ``dinoiser`` option of an imported release's backbone, checked now and explained.
+
+    The authors trained their SAE on F⁺ (CLIP-DINOiser features), so the default is the store's
+    ``last.pt``; a local file is validated before anything is written; ``none`` is allowed, loudly.
+    """
+    from .core.store import ModelStore, StoreError
+    from .core.store_files import validate
+
+    if value.lower() == "none":
+        print("warning: no CLIP-DINOiser weights: the bundle will run on plain MaskCLIP features, not the F⁺ "
+              "features the authors' SAE was trained on; its concepts will fire less faithfully", file=sys.stderr)
+        return None
+    if value.startswith("store:"):
+        try:
+            if ModelStore().find(value.removeprefix("store:")) is None:
+                print(f"note: {value} is not in the model store yet; the bundle needs it to analyse images. "
+                      f"Fetch it once with `insight models get {value.removeprefix('store:')}` or import last.pt "
+                      "with `insight models import last.pt` (or pass --dinoiser /path/to/last.pt)", file=sys.stderr)
+        except StoreError:
+            pass  # a damaged store index must not stop an import; analysing will say what is wrong
+        return value
+    path = Path(value).expanduser()
+    try:
+        validate(path, "dinoiser")
+    except StoreError as exc:
+        raise CLIError(f"--dinoiser: {exc}") from None
+    return str(path.resolve())
 
 
 def add_parsers(sub) -> None:
@@ -178,6 +210,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--tau", type=float, default=0.75)
     p.add_argument("--min-share", type=float, default=0.01, help="drop D entries below this share of D_ii")
+    p.add_argument("--dinoiser", default="store:clip-dinoiser",
+                   help="CLIP-DINOiser last.pt the SAE's features came from: a file, or store:<id> "
+                        "(default store:clip-dinoiser); 'none' for plain MaskCLIP features")
     p.set_defaults(func=cmd_import_cfm)
 
 

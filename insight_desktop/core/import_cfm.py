@@ -18,8 +18,12 @@ import numpy as np
 import scipy.sparse as sp
 
 DEFAULT_MIN_SHARE = 0.01
+#: CLIP-DINOiser's last.pt in the model store (``insight models get clip-dinoiser``)
+STORE_DINOISER = "store:clip-dinoiser"
+#: the backbone the authors' SAE was trained on: F⁺ of CLIP-DINOiser on ViT-B/16 laion2b. Without
+#: ``last.pt`` the features would be plain MaskCLIP, which the released SAE never saw.
 REFERENCE_BACKBONE = {"name": "clip-dinoiser", "options": {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k",
-                                                            "dinoiser": None}}
+                                                            "dinoiser": STORE_DINOISER}}
 
 
 class CFMImportError(ValueError):

@@ -63,3 +63,30 @@ def test_bad_release_files(release):
         sparsify_d(folder / "junk.pt", M)
     assert main(["import-cfm", "--sae", str(folder / "names.txt"), "--names", str(folder / "names.txt"),
                  "--out", str(folder / "x")]) == 1
+
+
+def test_import_uses_clip_dinoiser_by_default(release, tmp_path, monkeypatch, capsys):
+    """The authors' SAE was trained on F⁺: a bundle must not silently fall back to MaskCLIP."""
+    from insight_desktop.core.backbones.tiny import save_upstream_last_pt
+    from tests.core.test_dinoiser_checkpoint import upstream_heads
+
+    monkeypatch.setenv("INSIGHT_DATA_DIR", str(tmp_path / "data"))  # an empty model store
+    folder, _, _ = release
+    args = ["import-cfm", "--sae", str(folder / "ae.pt"), "--names", str(folder / "names.txt")]
+
+    assert main([*args, "--out", str(folder / "default")]) == 0
+    assert "store:clip-dinoiser is not in the model store yet" in capsys.readouterr().err
+    spec = ConceptModel.load(folder / "default").manifest.backbone["spec"]
+    assert spec["options"]["dinoiser"] == "store:clip-dinoiser"
+
+    last = save_upstream_last_pt(tmp_path / "last.pt", upstream_heads(768))
+    assert main([*args, "--out", str(folder / "file"), "--dinoiser", str(last)]) == 0
+    assert ConceptModel.load(folder / "file").manifest.backbone["spec"]["options"]["dinoiser"] == str(last.resolve())
+
+    assert main([*args, "--out", str(folder / "plain"), "--dinoiser", "none"]) == 0
+    assert "plain MaskCLIP" in capsys.readouterr().err
+    assert ConceptModel.load(folder / "plain").manifest.backbone["spec"]["options"]["dinoiser"] is None
+
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main([*args, "--out", str(folder / "bad"), "--dinoiser", str(tmp_path / "bad.pt")]) == 2
+    assert "--dinoiser" in capsys.readouterr().err and not (folder / "bad").exists()
