@@ -217,11 +217,17 @@ class Relations:
 
     @cached_property
     def mu(self) -> sp.csr_matrix:
-        """μ_i = mean code over concept i's top tokens, CSR [m, m] float64 (empty rows: never fired)."""
+        """μ_i = mean code over concept i's ``top_n`` top-token slots, CSR [m, m] float64 (empty rows:
+        never fired).
+
+        The sum is divided by ``top_n`` (30), not by the tokens found, as the reference does: it
+        averages a fixed [m, 30, m] table, whose slots a rare concept cannot fill with tokens where
+        it fires. Those slots count as zero codes here (see docs/method.md, "Departures").
+        """
         m, n = self.n_concepts, self.top_n
         valid = self.top_tokens.ravel() >= 0
         rows = np.repeat(np.arange(m), n)[valid]
-        weight = 1.0 / np.repeat(np.maximum(self.n_top_found, 1), n)[valid]
+        weight = np.full(rows.size, 1.0 / n)
         averaging = sp.csr_matrix((weight, (rows, np.flatnonzero(valid))), shape=(m, m * n))
         mu = (averaging @ self.top_codes.astype(np.float64)).tocsr()
         mu.sum_duplicates()

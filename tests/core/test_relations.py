@@ -37,8 +37,7 @@ def brute_force(z: np.ndarray, token_ids: np.ndarray, top_n: int, eps: float = E
         rows = sorted(np.flatnonzero(active[:, i]), key=lambda r: (-float(z[r, i]), int(token_ids[r])))[:top_n]
         top_tok[i, :len(rows)] = token_ids[rows]
         top_val[i, :len(rows)] = z[rows, i]
-        if rows:
-            mu[i] = zz[rows].mean(axis=0)
+        mu[i] = zz[rows].sum(axis=0) / top_n  # the reference averages all top_n slots; unfilled ones are zero
     a = active.astype(np.int64)
     return {"f": a.sum(0), "C": a.T @ a, "D": zz.T @ a, "top_tokens": top_tok, "top_values": top_val, "mu": mu}
 
