@@ -109,7 +109,7 @@ def reference_vit(sd, cfg, x):
 
 def expected_heads(files, layer):
     """obj_proj (3×3, replicate padding) and bkg_decoder (1×1 on normalised features) by hand."""
-    st = torch.load(files.dinoiser_path, map_location="cpu", weights_only=True)["model"]
+    st = torch.load(files.dinoiser_path, map_location="cpu", weights_only=True)["model_state_dict"]
     padded = F.pad(layer, (1, 1, 1, 1), mode="replicate")
     proj = F.conv2d(padded, st["obj_proj.weight"].double(), st["obj_proj.bias"].double())
     unit = layer / layer.norm(dim=1, keepdim=True)
@@ -185,8 +185,8 @@ def test_unknown_option_is_refused(tiny_model_files):
 def test_tiny_builder_is_deterministic(tiny_model_files, tmp_path):
     again = build_tiny_openclip(tmp_path, seed=0, layers=4)
     assert again.checkpoint_path.read_bytes() == tiny_model_files.checkpoint_path.read_bytes()
-    a = torch.load(again.dinoiser_path, weights_only=True)["model"]
-    b = torch.load(tiny_model_files.dinoiser_path, weights_only=True)["model"]
+    a = torch.load(again.dinoiser_path, weights_only=True)["model_state_dict"]
+    b = torch.load(tiny_model_files.dinoiser_path, weights_only=True)["model_state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -363,7 +363,7 @@ def test_notices(tiny_backbone, maskclip):
 
 
 def _dinoiser_state(files):
-    return torch.load(files.dinoiser_path, map_location="cpu", weights_only=True)["model"]
+    return torch.load(files.dinoiser_path, map_location="cpu", weights_only=True)["model_state_dict"]
 
 
 @pytest.mark.parametrize("wrap", ["top", "state_dict", "module"])
