@@ -4,6 +4,10 @@ reference implementation, PyPI ``dictionary-learning`` 0.1.0) and prints one JSO
 Started as a subprocess by ``bench_sae.py``; not part of the app. It imports the third-party
 package at run time; nothing of it is copied here. The trainer is used as its authors use it:
 ``trainer.update(step, activations)`` per batch (step 0 also sets b_dec to the geometric median).
+
+With ``--parity-in IN --parity-out OUT`` it instead evaluates the trainer's own ``loss`` once, on
+the weights, batch and planted dead latents in IN (written by ``bench_sae.py``), and writes the
+loss and the gradients of W_enc, b_enc, W_dec, b_dec to OUT, for ``bench_sae.py`` to compare.
 """
 
 from __future__ import annotations
@@ -42,7 +46,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fractions", default="0.008,0.03,0.06,0.12,0.24,0.542")
     ap.add_argument("--threshold", type=float, required=True, help="inference threshold θ for the latency test")
+    ap.add_argument("--parity-in", default=None, help="safetensors file: weights, batch x, planted dead latents")
+    ap.add_argument("--parity-out", default=None, help="where to write the reference loss and gradients")
     args = ap.parse_args()
+    if args.parity_in:
+        loss_and_grads(args)
+        return
 
     import torch
     import importlib.metadata as md
@@ -83,6 +92,33 @@ def main() -> None:
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "step_s": train_s, "tokens_per_s": args.batch_tokens / train_s,
                       "latency_s": latency, "group_sizes": trainer.group_sizes}))
+
+
+def loss_and_grads(args) -> None:
+    """One call of the reference ``MatryoshkaBatchTopKTrainer.loss`` (step 0: no θ update) + backward."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    Trainer = _import_trainer()
+    data = load_file(args.parity_in, device=args.device)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    trainer = Trainer(steps=10, activation_dim=args.d, dict_size=args.m, k=args.k, layer=0, lm_name="benchmark",
+                      group_fractions=fractions, lr=1e-4, warmup_steps=0, device=args.device, seed=0)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(trainer.ae, name).copy_(data[name])
+        # Planted dead latents: "not fired for ≥ dead_feature_threshold tokens" before this batch.
+        trainer.num_tokens_since_fired.zero_()
+        trainer.num_tokens_since_fired[data["dead"].bool()] = trainer.dead_feature_threshold
+    trainer.ae.zero_grad()
+    loss = trainer.loss(data["x"], step=0)
+    loss.backward()
+    out = {f"grad.{n}": getattr(trainer.ae, n).grad.detach().cpu().contiguous()
+           for n in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    out["loss"] = loss.detach().cpu().reshape(1)
+    out["dead_after"] = (trainer.num_tokens_since_fired >= trainer.dead_feature_threshold).cpu().to(torch.int8)
+    save_file(out, args.parity_out)
+    print(json.dumps({"loss": float(loss), "n_dead": int(trainer.dead_features)}))
 
 
 def _sync(device: str) -> None:

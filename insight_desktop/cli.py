@@ -147,6 +147,16 @@ def parse_levels(text: str | None) -> tuple[float, ...]:
     return fractions
 
 
+def add_schedule_args(p) -> None:
+    """--dead-tokens and --threshold-start (train-sae, build-model): default "auto", scaled to the run."""
+    p.add_argument("--dead-tokens", type=int, default=None,
+                   help="a concept is dead after not firing for this many tokens (default: auto, the reference "
+                        "10 M for long runs, scaled down to an eighth of the run's tokens for short ones)")
+    p.add_argument("--threshold-start", type=int, default=None,
+                   help="the inference threshold EMA runs after this step (default: auto, the reference 1000 for "
+                        "long runs, after 90%% of the steps for short ones)")
+
+
 def cmd_train_sae(args) -> int:
     from tqdm import tqdm
 
@@ -167,6 +177,10 @@ def cmd_train_sae(args) -> int:
     ckpt = Path(str(out) + ".ckpt")
     print(f"{store.n_tokens:,} tokens (d = {store.d}) → {m} concepts, k = {args.k}, "
           f"groups {list(sae_config.group_sizes)}", file=sys.stderr)
+
+    def announce(plan):  # the values the run uses: given, or scaled to its length
+        tqdm.write(plan.describe(), file=sys.stderr)
+
     with graceful_interrupt() as stop, tqdm(unit="step", desc="train-sae", disable=args.quiet) as bar:
         def progress(p):
             bar.total = p.total_steps
@@ -176,13 +190,16 @@ def cmd_train_sae(args) -> int:
             bar.refresh()
 
         result = train_sae(store, sae_config, train_config, device=args.device, checkpoint_dir=ckpt,
-                           resume=not args.restart, on_progress=progress, should_stop=stop)
+                           resume=not args.restart, on_progress=progress, should_stop=stop, on_plan=announce)
     if result.stopped_early:
         print(f"stopped at step {result.steps}; checkpoint in {ckpt}: run the same command again to resume",
               file=sys.stderr)
         return 130
+    from .core.inspect import training_lines
+
     save_sae(result.sae, out)
     print(f"saved {out}  ({m} concepts; final {_format_metrics(result.metrics)})")
+    print("\n".join(training_lines(float(result.sae.threshold), result.sae.training_info)))
     return 0
 
 
@@ -234,9 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-tokens", type=int, default=16384)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--dead-tokens", type=int, default=10_000_000,
-                   help="a concept is dead after not firing for this many tokens (scale down for small data)")
-    p.add_argument("--threshold-start", type=int, default=1000, help="step at which the inference threshold EMA starts")
+    add_schedule_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -6,7 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .cli import CLIError, add_backbone_args, add_device_arg, backbone_from_args, graceful_interrupt, parse_levels
+from .cli import (CLIError, add_backbone_args, add_device_arg, add_schedule_args, backbone_from_args,
+                  graceful_interrupt, parse_levels)
 
 
 def _command_line(args) -> str:
@@ -34,6 +35,8 @@ def cmd_build_model(args) -> int:
         current = {"stage": None}
 
         def progress(p):
+            if p.note:
+                bar.write(p.note, file=sys.stderr)
             if p.stage != current["stage"]:
                 current["stage"] = p.stage
                 bar.reset(total=max(float(p.total), 1e-9))
@@ -50,8 +53,11 @@ def cmd_build_model(args) -> int:
             print(str(exc), file=sys.stderr)
             return 130
     from .core.bundle import ConceptModel
+    from .core.inspect import training_lines
 
-    print(ConceptModel.load(out).summary())
+    model = ConceptModel.load(out)
+    print(model.summary())
+    print("\n".join(training_lines(float(model.sae.threshold), model.sae.training_info)))
     return 0
 
 
@@ -174,8 +180,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-tokens", type=int, default=16384)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--dead-tokens", type=int, default=10_000_000)
-    p.add_argument("--threshold-start", type=int, default=1000)
+    add_schedule_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tau", type=float, default=0.75, help="parent threshold on D̂ (default 0.75)")
     _add_vocab_args(p)

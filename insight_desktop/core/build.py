@@ -59,6 +59,9 @@ class StageProgress:
     done: float
     total: float
     detail: str = ""
+    #: a message to keep, reported once (e.g. the training values chosen for this run); a
+    #: terminal prints it on its own line rather than in the progress bar
+    note: str = ""
 
 
 def build_model(source: str | Path, out: str | Path, backbone, options: BuildOptions = BuildOptions(), *,
@@ -147,7 +150,10 @@ def _sae(store, work, options, device, report, stop):
     result = train_sae(store, config, TrainConfig(**options.train), device=device, checkpoint_dir=work / "sae.ckpt",
                        on_progress=lambda p: report(StageProgress("sae", p.step, p.total_steps,
                                                                   f"FVU {p.fvu:.3f}, L0 {p.l0:.1f}")),
-                       should_stop=stop)
+                       should_stop=stop,
+                       on_plan=lambda plan: report(StageProgress("sae", 0, plan.total_steps,
+                                                                 plan.describe().replace("\n", "; "),
+                                                                 note=plan.describe())))
     if result.stopped_early:
         raise _stopped("SAE training")
     save_sae(result.sae, path)

@@ -4,9 +4,9 @@ A bundle is a folder (or the same members in one ``.zip`` file)::
 
     manifest.json           format + version, backbone (id, spec, feature dim), SAE config,
                             thresholds, provenance, sha256 of every binary part
-    sae.safetensors         the Matryoshka SAE (SPEC §2)
-    relations.safetensors   co-occurrence statistics, top tokens, μ (SPEC §4)
-    names.json              automatic names, candidates, annotator edits (SPEC §5)
+    sae.safetensors         the Matryoshka SAE (docs/method.md §2)
+    relations.safetensors   co-occurrence statistics, top tokens, μ (docs/method.md §4)
+    names.json              automatic names, candidates, annotator edits (docs/method.md §5)
     thumbnails/NNNNN.jpg    optional: a strip of the concept's top patches
 
 Loading validates every part and raises a specific :class:`BundleError` subclass whose message
@@ -198,7 +198,7 @@ class ConceptModel:
         tensors, meta = safetensors_bytes.load_torch(self._parts.read(SAE_FILE), f"'{self.path}/{SAE_FILE}'",
                                                      BundleIntegrityError)
         try:
-            sae = sae_from_tensors(self.sae_config, tensors, source=f"'{self.path}/{SAE_FILE}'")
+            sae = sae_from_tensors(self.sae_config, tensors, source=f"'{self.path}/{SAE_FILE}'", metadata=meta)
         except SAEError as exc:
             raise BundleIncompatibleError(str(exc)) from exc
         return sae
@@ -340,7 +340,7 @@ def write_bundle(out: str | os.PathLike, *, backbone: Mapping[str, Any], sae, re
     return out
 
 
-# -- optional part: the concept-bottleneck probe (SPEC §6a) ------------------------------------
+# -- optional part: the concept-bottleneck probe (docs/method.md §6a) ------------------------------------
 def _read_probe(model: ConceptModel):
     import numpy as np
 

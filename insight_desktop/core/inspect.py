@@ -15,7 +15,9 @@ def describe(path: Path) -> str:
         from .bundle import ConceptModel
 
         model = ConceptModel.load(path, eager=False)
-        return model.summary() + "\n" + f"relations      {model.relations.summary()}"
+        sae = model.sae
+        return "\n".join([model.summary(), f"relations      {model.relations.summary()}",
+                          *training_lines(float(sae.threshold), sae.training_info)])
     if path.is_dir():
         return _describe_dir(path)
     if suffix == ".safetensors":
@@ -39,8 +41,13 @@ def _describe_dir(path: Path) -> str:
     state = path / "trainer_state.json"
     if state.exists():
         s = json.loads(state.read_text())
-        keys = ("step", "total_steps", "epoch", "tokens_seen", "threshold")
-        return "SAE training checkpoint " + str(path) + "\n" + "\n".join(f"{k:<14} {s[k]}" for k in keys if k in s)
+        keys = ("step", "epoch", "tokens_seen", "threshold", "threshold_updates", "aux_steps", "max_dead")
+        lines = [f"{k:<14} {s[k]}" for k in keys if k in s]
+        tc, plan = s.get("train_config", {}), s.get("plan", {})
+        if plan:
+            lines.append(f"{'total_steps':<14} {plan.get('total_steps')}")
+        lines += [f"{k:<14} {tc[k]}" for k in ("threshold_start_step", "dead_tokens") if k in tc]
+        return "SAE training checkpoint " + str(path) + "\n" + "\n".join(lines)
     raise ValueError(f"'{path}' is a folder but neither a token store nor an SAE checkpoint")
 
 
@@ -51,6 +58,7 @@ def _describe_safetensors(path: Path) -> str:
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata() or {}
             shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+            threshold = float(fh.get_tensor("threshold").reshape(-1)[0]) if "threshold" in shapes else None
     except Exception as exc:  # noqa: BLE001 — safetensors raises several types for damaged files
         raise ValueError(f"'{path}' is not a readable safetensors file: {exc}") from exc
     lines = [f"safetensors    {path}"]
@@ -62,6 +70,10 @@ def _describe_safetensors(path: Path) -> str:
                  f"architecture   {cfg.architecture}",
                  f"size           d = {cfg.d_in}, {cfg.n_concepts} concepts, k = {cfg.k}",
                  f"levels         {len(cfg.group_sizes)}: sizes {list(cfg.group_sizes)}, prefix ends {list(cfg.group_ends)}"]
+        if threshold is not None:
+            from .sae.io import training_info_of
+
+            lines += training_lines(threshold, training_info_of(meta))
     n_params = 0
     for name, shape in sorted(shapes.items()):
         count = 1
@@ -93,8 +105,42 @@ def _describe_torch(path: Path) -> str:
     elif {"W_enc", "W_dec", "b_dec"} <= tensors.keys():
         kind = "dictionary_learning SAE state dict"
     lines = [f"{kind}\nfile           {path}", f"tensors        {len(tensors)}"]
+    if kind.startswith("dictionary_learning") and "threshold" in tensors and tensors["threshold"].numel() == 1:
+        lines += training_lines(float(tensors["threshold"]), None)
     for name in sorted(tensors)[:12]:
         lines.append(f"  {name:<30} {list(tensors[name].shape)}")
     if len(tensors) > 12:
         lines.append(f"  … {len(tensors) - 12} more")
     return "\n".join(lines)
+
+
+def training_lines(threshold: float, info: dict | None) -> list[str]:
+    """What a model's user must know about how its SAE was trained: is θ estimated, did AuxK run.
+
+    ``info`` is the SAE's training record (:func:`.sae.trainer.training_record`); None for SAEs
+    trained before runs were recorded, and for imported ones.
+    """
+    if threshold >= 0:
+        updates = (info or {}).get("threshold_updates")
+        theta = f"{threshold:.6g}" + (f" (EMA over the last {updates:,} steps)" if updates else "")
+    else:
+        theta = "not estimated — inference falls back to per-chunk BatchTopK (codes depend on the other patches)"
+    lines = [f"threshold θ    {theta}"]
+    if info is None:
+        return lines + ["AuxK           unknown (no training record: imported, or trained before runs were recorded)"]
+    aux, dead = info.get("aux_steps"), info.get("max_dead")
+    tc, run = info.get("train_config", {}), info.get("run", {})
+    if aux is None:
+        lines.append("AuxK           unknown (resumed from a checkpoint that did not count it)")
+    elif aux:
+        lines.append(f"AuxK           ran in {aux:,} of {info.get('steps', 0):,} steps "
+                     f"(up to {dead or 0:,} dead latents)")
+    else:
+        lines.append(f"AuxK           never ran: no latent stayed silent for {tc.get('dead_tokens', '?'):,} tokens"
+                     if isinstance(tc.get("dead_tokens"), int) else "AuxK           never ran")
+    auto = set(run.get("auto", ()))
+    parts = [f"{k.replace('_', ' ')} {tc[k]:,}" + (" (auto)" if k in auto else "")
+             for k in ("threshold_start_step", "dead_tokens") if isinstance(tc.get(k), int)]
+    lines.append(f"trained        {info.get('steps', 0):,} steps, {info.get('tokens_seen', 0):,} tokens"
+                 + ("; " + ", ".join(parts) if parts else ""))
+    return lines

@@ -1,4 +1,4 @@
-"""The SAE module and its loss, checked against hand computations from SPEC §2."""
+"""The SAE module and its loss, checked against hand computations from docs/method.md §2."""
 
 import numpy as np
 import pytest
@@ -84,7 +84,7 @@ def test_shapes_init_and_parameter_count():
     sae = MatryoshkaSAE(cfg)
     assert sae.W_enc.shape == (512, 8192) and sae.W_dec.shape == (8192, 512)
     assert sae.b_enc.shape == (8192,) and sae.b_dec.shape == (512,) and sae.threshold.item() == -1.0
-    assert sae.n_parameters == 2 * 512 * 8192 + 8192 + 512         # ≈ 8.4 M (SPEC §7)
+    assert sae.n_parameters == 2 * 512 * 8192 + 8192 + 512         # ≈ 8.4 M (docs/method.md §7)
     x = torch.randn(300, 512) + 3.0
     sae.init_from_data(x, torch.Generator().manual_seed(0))
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(8192), atol=1e-5)
@@ -161,7 +161,8 @@ def test_loss_equals_hand_computation():
     # full → 2.5·(0,1) + 2.4·(0.6, 0.8) = (1.44, 4.42) → residual (−1.44, −1.42), 2.0736 + 2.0164.
     g1 = (5 + 9) / 2
     g2 = (5 + 1.44**2 + 1.42**2) / 2
-    expected = (g1 + g2) / 2
+    # As dictionary_learning: each group's loss × w_g = 1/G, then the mean over the G = 2 groups.
+    expected = (g1 / 2 + g2 / 2) / 2
     dense = matryoshka_loss_dense(sae, x)
     assert dense.total.item() == pytest.approx(expected, abs=1e-12)
     sel = sparse_step.select(sae, x, 1)

@@ -120,3 +120,47 @@ def test_dictionary_learning_import_validates(tmp_path):
         import_dictionary_learning(tmp_path / "bad.pt")
     save_file(state, str(tmp_path / "ae.safetensors"))
     assert import_dictionary_learning(tmp_path / "ae.safetensors").config.k == 3
+
+
+RECORD = {"train_config": {"threshold_start_step": 270, "dead_tokens": 9600}, "steps": 300, "tokens_seen": 76800,
+          "run": {"total_steps": 300, "total_tokens": 76800, "auto": ["threshold_start_step", "dead_tokens"]},
+          "threshold_updates": 29, "aux_steps": 263, "max_dead": 14}
+
+
+def test_training_record_round_trips_and_info_reports_theta_and_auxk(tmp_path):
+    from insight_desktop.core.inspect import describe
+
+    sae = trained_like_sae()
+    sae.training_info = RECORD
+    path = save_sae(sae, tmp_path / "trained.safetensors")
+    assert load_sae(path).training_info == RECORD
+    assert json.loads((tmp_path / "trained.safetensors.json").read_text())["training"] == RECORD
+    text = describe(path)
+    assert "threshold θ    0.7 (EMA over the last 29 steps)" in text
+    assert "AuxK           ran in 263 of 300 steps (up to 14 dead latents)" in text
+    assert "threshold start step 270 (auto), dead tokens 9,600 (auto)" in text
+
+    never = trained_like_sae()
+    never.threshold.fill_(-1.0)
+    never.training_info = {**RECORD, "threshold_updates": 0, "aux_steps": 0, "max_dead": 0}
+    text = describe(save_sae(never, tmp_path / "short.safetensors"))
+    assert "threshold θ    not estimated — inference falls back to per-chunk BatchTopK" in text
+    assert "AuxK           never ran: no latent stayed silent for 9,600 tokens" in text
+
+    old = trained_like_sae()                                    # written before runs were recorded
+    assert old.training_info is None and load_sae(save_sae(old, tmp_path / "old.safetensors")).training_info is None
+    assert "AuxK           unknown" in describe(tmp_path / "old.safetensors")
+
+
+def test_bundles_keep_the_training_record_and_info_reports_it(tmp_path):
+    from .fakes import PatchColourBackbone, random_sae, write_test_bundle
+
+    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.inspect import describe
+
+    sae = random_sae(8, 32, threshold=-1.0)
+    sae.training_info = {**RECORD, "threshold_updates": 0}
+    out = write_test_bundle(tmp_path / "model", PatchColourBackbone(d=8), sae)
+    assert ConceptModel.load(out).sae.training_info == sae.training_info
+    text = describe(out)
+    assert "threshold θ    not estimated" in text and "AuxK           ran in 263 of 300 steps" in text

@@ -1,4 +1,4 @@
-"""Matryoshka BatchTopK sparse autoencoder (SPEC §2): module, trainer, file io, importers."""
+"""Matryoshka BatchTopK sparse autoencoder (docs/method.md §2): module, trainer, file io, importers."""
 
 from .config import REFERENCE_GROUP_FRACTIONS, SAEConfig, TrainConfig, group_sizes_from_fractions
 from .data import ArrayTokenSource, TokenSource
@@ -7,6 +7,7 @@ from .importers import import_dictionary_learning
 from .io import SAE_FORMAT_VERSION, load_sae, save_sae
 from .losses import LossParts, matryoshka_loss_dense
 from .model import MatryoshkaSAE, geometric_median
+from .schedule import RunPlan, plan_run
 from .topk import batch_topk_dense, batch_topk_indices
 from .trainer import TrainProgress, TrainResult, train_sae, update_threshold
 
@@ -15,5 +16,5 @@ __all__ = [
     "ArrayTokenSource", "TokenSource", "SAEError", "import_dictionary_learning",
     "SAE_FORMAT_VERSION", "load_sae", "save_sae", "LossParts", "matryoshka_loss_dense",
     "MatryoshkaSAE", "geometric_median", "batch_topk_dense", "batch_topk_indices",
-    "TrainProgress", "TrainResult", "train_sae", "update_threshold",
+    "TrainProgress", "TrainResult", "train_sae", "update_threshold", "RunPlan", "plan_run",
 ]

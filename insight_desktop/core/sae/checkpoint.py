@@ -42,8 +42,14 @@ class TrainerState:
     threshold: float = -1.0
     seed: int = 0
     sae_config: dict[str, Any] = field(default_factory=dict)
-    train_config: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)   # as resolved for the run (no "auto" left)
     format_version: int = CHECKPOINT_FORMAT_VERSION
+    # What happened so far, for the trained SAE's record. None: unknown (a checkpoint written before
+    # these were counted); a fresh run starts them at 0.
+    threshold_updates: int | None = None
+    aux_steps: int | None = None        # steps with at least one dead latent, i.e. with an AuxK term
+    max_dead: int | None = None         # most dead latents at any step
+    plan: dict[str, Any] = field(default_factory=dict)          # RunPlan.to_dict() of the run
 
 
 def save_checkpoint(directory: Path, sae: MatryoshkaSAE, optimizer: torch.optim.Optimizer,
@@ -117,7 +123,8 @@ def _check_same_run(path: Path, state: TrainerState, sae_config: SAEConfig, trai
         problems.append(f"SAE config {state.sae_config} ≠ requested {sae_config.to_dict()}")
     want = train_config.to_dict()
     for key in TRAJECTORY_FIELDS:
-        if key in state.train_config and state.train_config[key] != want[key]:
+        # None ("auto") accepts what the checkpoint's run chose; see schedule.plan_run(kept=…)
+        if key in state.train_config and want[key] is not None and state.train_config[key] != want[key]:
             problems.append(f"{key} {state.train_config[key]!r} ≠ requested {want[key]!r}")
     if problems:
         raise SAEError(f"training checkpoint {path} belongs to a different run: " + "; ".join(problems)

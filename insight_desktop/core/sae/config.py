@@ -1,4 +1,4 @@
-"""SAE configuration (SPEC §2): sizes of the nested Matryoshka groups, k, loss constants."""
+"""SAE configuration (docs/method.md §2): sizes of the nested Matryoshka groups, k, loss constants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ REFERENCE_GROUP_FRACTIONS: tuple[float, ...] = (0.008, 0.03, 0.06, 0.12, 0.24, 0
 
 
 def group_sizes_from_fractions(n_concepts: int, fractions: tuple[float, ...] = REFERENCE_GROUP_FRACTIONS) -> tuple[int, ...]:
-    """``int(f·m)`` per group, the remainder to the last group (SPEC §2).
+    """``int(f·m)`` per group, the remainder to the last group (docs/method.md §2).
 
     >>> group_sizes_from_fractions(8192)
     (65, 245, 491, 983, 1966, 4442)
@@ -77,17 +77,20 @@ class SAEConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters (SPEC §2)."""
+    """Training hyper-parameters (docs/method.md §2). Fields left at ``None`` are chosen per run by
+    :func:`.schedule.plan_run`."""
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     batch_tokens: int = 16384
     epochs: float = 1.0
     aux_alpha: float = 1 / 32
-    #: a latent is dead once it has not fired for this many tokens (reference 10 M; scale down for small data)
-    dead_tokens: int = 10_000_000
-    #: the threshold EMA starts at this step
-    threshold_start_step: int = 1000
+    #: a latent is dead once it has not fired for this many tokens (reference 10 M);
+    #: None: scaled to the run's length (:mod:`.schedule`)
+    dead_tokens: int | None = None
+    #: the threshold EMA updates θ at the steps after this one (0-based, strictly greater, as the
+    #: reference; reference 1000); None: scaled to the run's length (:mod:`.schedule`)
+    threshold_start_step: int | None = None
     threshold_beta: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0

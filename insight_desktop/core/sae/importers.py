@@ -1,7 +1,7 @@
 """Importing SAEs trained elsewhere.
 
 ``dictionary_learning``'s ``MatryoshkaBatchTopKSAE`` is the format of the authors' released
-checkpoint (SPEC §2): a state dict with ``W_enc`` [d, m], ``b_enc`` [m], ``W_dec`` [m, d],
+checkpoint (docs/method.md §2): a state dict with ``W_enc`` [d, m], ``b_enc`` [m], ``W_dec`` [m, d],
 ``b_dec`` [d], ``k``, ``threshold`` and ``group_sizes``. Its parameters mean exactly what ours
 mean, so importing is renaming plus validation.
 """

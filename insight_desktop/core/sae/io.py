@@ -1,9 +1,10 @@
 """Saving and loading a trained SAE: one safetensors file, config embedded, JSON sidecar.
 
 ``<name>.safetensors`` holds W_enc, b_enc, W_dec, b_dec, threshold and, in its metadata, the
-SAEConfig as JSON (key ``insight_sae_config``) and ``format_version``; ``<name>.safetensors.json``
-repeats the config for people. Loading validates everything and raises :class:`SAEError` with the
-file name and the reason.
+SAEConfig as JSON (key ``insight_sae_config``), ``format_version`` and, for SAEs trained here, the
+record of the training run (key ``insight_sae_training``: the values used, θ updates, AuxK steps);
+``<name>.safetensors.json`` repeats the config and the record for people. Loading validates
+everything and raises :class:`SAEError` with the file name and the reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .model import MatryoshkaSAE
 SAE_FORMAT_VERSION = 1
 CONFIG_KEY = "insight_sae_config"
 VERSION_KEY = "format_version"
+TRAINING_KEY = "insight_sae_training"
 TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
 
 
@@ -38,7 +40,10 @@ def sae_tensors_and_metadata(sae: MatryoshkaSAE) -> tuple[dict[str, torch.Tensor
     """The tensors and safetensors metadata of an SAE file (also used inside model bundles)."""
     tensors = {n: getattr(sae, n).detach().to("cpu", torch.float32) for n in TENSOR_NAMES}
     tensors["threshold"] = tensors["threshold"].reshape(())
-    return tensors, {CONFIG_KEY: json.dumps(sae.config.to_dict()), VERSION_KEY: str(SAE_FORMAT_VERSION)}
+    metadata = {CONFIG_KEY: json.dumps(sae.config.to_dict()), VERSION_KEY: str(SAE_FORMAT_VERSION)}
+    if getattr(sae, "training_info", None) is not None:
+        metadata[TRAINING_KEY] = json.dumps(sae.training_info)
+    return tensors, metadata
 
 
 def save_sae(sae: MatryoshkaSAE, path: str | Path) -> Path:
@@ -48,7 +53,8 @@ def save_sae(sae: MatryoshkaSAE, path: str | Path) -> Path:
     atomic_save_safetensors(path, tensors, metadata=metadata)
     atomic_write_json(sidecar_path(path), {VERSION_KEY: SAE_FORMAT_VERSION, "config": sae.config.to_dict(),
                                            "threshold": float(sae.threshold),
-                                           "n_parameters": sae.n_parameters})
+                                           "n_parameters": sae.n_parameters,
+                                           "training": getattr(sae, "training_info", None)})
     return path
 
 
@@ -78,11 +84,24 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> Matryoshka
         config = SAEConfig.from_dict(json.loads(meta[CONFIG_KEY]))
     except (KeyError, TypeError, ValueError) as exc:
         raise SAEError(f"SAE file {path} has no valid SAE config in its metadata: {exc}") from exc
-    return sae_from_tensors(config, tensors, source=str(path)).to(device)
+    return sae_from_tensors(config, tensors, source=str(path), metadata=meta).to(device)
 
 
-def sae_from_tensors(config: SAEConfig, tensors: dict[str, torch.Tensor], *, source: str) -> MatryoshkaSAE:
-    """Build a module from named tensors, checking that all are present with the right shapes."""
+def training_info_of(metadata: dict[str, str] | None) -> dict | None:
+    """The training record in an SAE file's metadata; None when absent or unreadable (it is only
+    informative, so a damaged record must not make the weights unusable)."""
+    raw = (metadata or {}).get(TRAINING_KEY)
+    try:
+        info = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def sae_from_tensors(config: SAEConfig, tensors: dict[str, torch.Tensor], *, source: str,
+                     metadata: dict[str, str] | None = None) -> MatryoshkaSAE:
+    """Build a module from named tensors, checking that all are present with the right shapes;
+    ``metadata`` (the file's) supplies the training record."""
     missing = [n for n in TENSOR_NAMES if n not in tensors]
     if missing:
         raise SAEError(f"SAE file {source} lacks tensors {missing}")
@@ -99,4 +118,5 @@ def sae_from_tensors(config: SAEConfig, tensors: dict[str, torch.Tensor], *, sou
             if not torch.isfinite(t).all():
                 raise SAEError(f"SAE file {source}: tensor {n} contains NaN or infinite values")
             getattr(sae, n).copy_(t.reshape(getattr(sae, n).shape))
+    sae.training_info = training_info_of(metadata)
     return sae.eval()

@@ -1,4 +1,9 @@
-"""The training loss of SPEC §2, written plainly with autograd on dense [B, m] codes.
+"""The training loss of docs/method.md §2, written plainly with autograd on dense [B, m] codes.
+
+Reconstruction term as dictionary_learning's ``MatryoshkaBatchTopKTrainer.loss`` computes it: each
+group's loss ‖x − x̂⁽ᵍ⁾‖² is multiplied by its weight w_g = 1/G and the mean over groups is then
+taken, so the term is (1/G²)·Σ_g ‖x − x̂⁽ᵍ⁾‖² (see docs/method.md §2). The AuxK term (α = 1/32)
+is added to that, so it weighs G times more, relative to reconstruction, than with a plain mean.
 
 This is the definition: slow at the reference size (it materialises dense codes and runs G
 partial decodes plus their dense backward) but short enough to check by eye. The trainer uses
@@ -17,8 +22,8 @@ from .model import MatryoshkaSAE
 
 @dataclass
 class LossParts:
-    total: torch.Tensor          # L = mean_g ‖x − x̂⁽ᵍ⁾‖² + α·L_aux
-    reconstruction: torch.Tensor  # mean_g ‖x − x̂⁽ᵍ⁾‖²  (sum over d, mean over tokens)
+    total: torch.Tensor          # L = reconstruction + α·L_aux
+    reconstruction: torch.Tensor  # mean_g (w_g·‖x − x̂⁽ᵍ⁾‖²), w_g = 1/G  (sum over d, mean over tokens)
     aux: torch.Tensor            # normalised AuxK loss (0 when nothing is dead)
     z: torch.Tensor              # BatchTopK codes [B, m]
     residual: torch.Tensor       # x − x̂⁽ᴳ⁾ [B, d]
@@ -37,7 +42,8 @@ def matryoshka_loss_dense(sae: MatryoshkaSAE, x: torch.Tensor, *, dead: torch.Te
     z = sae.encode_batchtopk(a, k)
     recons = sae.prefix_reconstructions(z)                        # [G, B, d]
     per_group = (x - recons).pow(2).sum(-1).mean(-1)              # [G]
-    rec = per_group.mean()                                        # w_g = 1/G
+    G = per_group.numel()
+    rec = (per_group / G).mean()                                  # w_g = 1/G, then the mean: (1/G²)·Σ_g
     residual = (x - recons[-1]).detach()
     aux = torch.zeros((), dtype=x.dtype, device=x.device)
     if dead is not None and bool(dead.any()):

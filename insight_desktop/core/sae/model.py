@@ -1,4 +1,4 @@
-"""The Matryoshka BatchTopK SAE module (SPEC §2) and its data-dependent initialisation."""
+"""The Matryoshka BatchTopK SAE module (docs/method.md §2) and its data-dependent initialisation."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class MatryoshkaSAE(nn.Module):
     Parameters ``W_enc`` [d, m], ``b_enc`` [m], ``W_dec`` [m, d] (unit-norm rows), ``b_dec`` [d];
     buffer ``threshold`` (scalar; -1 means "not estimated yet", as in dictionary_learning).
     Concept ``j`` lies in group ``config.level_of(j)``; group 1 is the coarsest.
+    ``training_info``: the record of the training run (:func:`.trainer.training_record`), kept in
+    the SAE's file; None when unknown (imported, or trained before runs were recorded).
     """
 
     def __init__(self, config: SAEConfig):
@@ -32,6 +34,7 @@ class MatryoshkaSAE(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(m, d))
         self.b_dec = nn.Parameter(torch.zeros(d))
         self.register_buffer("threshold", torch.tensor(-1.0))
+        self.training_info: dict | None = None
         self.reset_parameters()
 
     # ----------------------------------------------------------------- initialisation
@@ -51,7 +54,7 @@ class MatryoshkaSAE(nn.Module):
 
     @torch.no_grad()
     def init_from_data(self, x_first_batch: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """SPEC §2 initialisation; ``b_dec`` = geometric median of the first batch."""
+        """docs/method.md §2 initialisation; ``b_dec`` = geometric median of the first batch."""
         self.reset_parameters(generator)
         x = torch.as_tensor(x_first_batch).to(device=self.b_dec.device, dtype=self.b_dec.dtype)
         self.b_dec.copy_(geometric_median(x))

@@ -11,8 +11,8 @@ works on the (row, concept, value) triplets of the kept entries:
 * ∂L/∂W_dec and ∂L/∂W_enc: ``embedding_bag`` again with the entries grouped by concept.
 
 Gradients are written by hand into ``.grad`` (no autograd graph, so no [B, m] tensors are kept
-for the backward pass). ``tests/core/test_sae_sparse_step.py`` checks them against autograd on
-the dense definition.
+for the backward pass). ``tests/core/test_sae.py`` checks them against autograd on the dense
+definition, ``tests/core/test_reference_parity.py`` against the reference formula.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def select(sae: MatryoshkaSAE, x: torch.Tensor, k: int) -> Selection:
 @torch.no_grad()
 def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | None,
                    aux_alpha: float) -> StepStats:
-    """Loss of SPEC §2 for a selection; sets ``.grad`` of all four parameters (overwriting)."""
+    """Loss of docs/method.md §2 for a selection; sets ``.grad`` of all four parameters (overwriting)."""
     W_dec = sae.W_dec
     B, d = sel.x.shape
     m, G = W_dec.shape[0], len(sae.config.group_sizes)
@@ -88,7 +88,7 @@ def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | N
                         include_last_offset=True).view(G, B, d)
     R = R.cumsum_(0).neg_().add_(sel.xc)          # R_g = x − x̂⁽ᵍ⁾ (b_dec cancels: xc = x − b_dec)
     per_group = R.square().sum(dim=(1, 2))        # [G]
-    rec = per_group.sum() / (G * B)
+    rec = per_group.sum() / (G * G * B)           # (1/G²)·Σ_g, see .losses
     residual = R[G - 1]
     centred = sel.x - sel.x.mean(0)
     total_var = centred.square().sum()
@@ -100,8 +100,8 @@ def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | N
     aux_loss = aux[0] if aux is not None else torch.zeros((), device=R.device, dtype=R.dtype)
 
     # ---- backward of the reconstruction term ----
-    # dL/dR_g = 2/(GB)·R_g; dL/d(partial_g) = −Σ_{g' ≥ g} dL/dR_g' (reverse cumsum, in place).
-    Q = R.mul_(-2.0 / (G * B))
+    # dL/dR_g = 2/(G²B)·R_g; dL/d(partial_g) = −Σ_{g' ≥ g} dL/dR_g' (reverse cumsum, in place).
+    Q = R.mul_(-2.0 / (G * G * B))
     for g in range(G - 2, -1, -1):
         Q[g].add_(Q[g + 1])
     Qf = Q.view(G * B, d)

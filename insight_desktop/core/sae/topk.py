@@ -1,4 +1,4 @@
-"""BatchTopK selection (SPEC §2): the k·B largest entries of a whole [B, m] activation matrix.
+"""BatchTopK selection (docs/method.md §2): the k·B largest entries of a whole [B, m] activation matrix.
 
 ``torch.topk`` over the flattened matrix (16 k × 8 k = 134 M entries) is slow on the CPU (≈ 1.5 s
 on 2 cores, longer than the encoder matmul). The selected set only depends on the (k·B)-th

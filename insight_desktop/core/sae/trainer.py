@@ -1,9 +1,13 @@
-"""Training loop for the Matryoshka BatchTopK SAE, exactly per SPEC §2, resumable.
+"""Training loop for the Matryoshka BatchTopK SAE, exactly per docs/method.md §2, resumable.
 
 Per step: BatchTopK codes → update the per-latent "tokens since last fired" counters → loss
-(mean over groups of the prefix reconstruction errors + α·AuxK over dead latents) and its
-gradients (:mod:`.sparse_step`) → threshold EMA → remove the W_dec gradient component along its
-rows → clip the gradient norm → Adam → renormalise the W_dec rows.
+(group-weighted prefix reconstruction errors + α·AuxK over dead latents) and its gradients
+(:mod:`.sparse_step`) → threshold EMA → remove the W_dec gradient component along its rows → clip
+the gradient norm → Adam → renormalise the W_dec rows.
+
+The EMA start and the dead-latent window are scaled to the run's length unless given
+(:mod:`.schedule`). The trained SAE carries a record of the run in ``sae.training_info`` (saved in
+its file): the values used, how many θ updates and AuxK steps there were, the most dead latents.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .config import SAEConfig, TrainConfig
 from .data import ArrayTokenSource, TokenSource
 from .errors import SAEError
 from .model import MatryoshkaSAE
+from .schedule import RunPlan, plan_run
 
 __all__ = ["TrainProgress", "TrainResult", "TokenSource", "ArrayTokenSource", "train_sae", "update_threshold"]
 
@@ -43,6 +48,8 @@ class TrainProgress:
     dead_fraction: float     # latents not fired for ≥ dead_tokens tokens
     threshold: float         # inference threshold θ (−1 until estimated)
     tokens_per_s: float      # over this call of train_sae
+    min_kept: float = 0.0    # smallest positive value BatchTopK kept in this batch (the θ EMA's input)
+    n_dead: int = 0          # latents not fired for ≥ dead_tokens tokens (AuxK ran when > 0)
 
 
 @dataclass
@@ -52,6 +59,7 @@ class TrainResult:
     steps: int               # steps done in total (including those before a resume)
     stopped_early: bool      # should_stop ended the run before total_steps
     checkpoint_path: Path | None = None
+    plan: RunPlan | None = None  # the run's length and the training values it used
 
 
 def update_threshold(threshold: float, min_kept: float, beta: float) -> float:
@@ -62,12 +70,15 @@ def update_threshold(threshold: float, min_kept: float, beta: float) -> float:
 def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainConfig, *,
               device: str = "auto", checkpoint_dir: Path | None = None, resume: bool = True,
               on_progress: Callable[[TrainProgress], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> TrainResult:
+              should_stop: Callable[[], bool] | None = None,
+              on_plan: Callable[[RunPlan], None] | None = None) -> TrainResult:
     """Train an SAE on ``source``; ``total_steps = ceil(epochs × num_batches)``.
 
     With ``checkpoint_dir`` a resumable checkpoint is written every ``checkpoint_every`` steps and
     when the run ends or is stopped; with ``resume`` an existing one is continued exactly (same
-    weights as an uninterrupted run). ``should_stop`` is polled after every step.
+    weights as an uninterrupted run; "auto" values are those the run started with).
+    ``on_plan`` receives the resolved training values once, before the first step;
+    ``should_stop`` is polled after every step.
     """
     tc = train_config
     if source.d != sae_config.d_in:
@@ -80,10 +91,16 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     sae = MatryoshkaSAE(sae_config).to(dev)
     optimizer = _adam(sae, tc)
     counter = torch.zeros(sae_config.n_concepts, dtype=torch.long, device=dev)
-    state = TrainerState(seed=tc.seed, sae_config=sae_config.to_dict(), train_config=tc.to_dict())
+    state = TrainerState(seed=tc.seed, sae_config=sae_config.to_dict(), threshold_updates=0, aux_steps=0, max_dead=0)
+    kept = None
     if resume and has_checkpoint(ckpt_dir):
         state, counter = load_checkpoint(ckpt_dir, sae, optimizer, sae_config, tc)
-        state.train_config = tc.to_dict()                          # epochs etc. may have changed
+        kept = state.train_config
+    plan = plan_run(tc, n_tokens=source.n_tokens, n_batches=n_batches, total_steps=total_steps, kept=kept)
+    tc = plan.train_config
+    state.train_config, state.plan = tc.to_dict(), plan.to_dict()   # epochs etc. may have changed
+    if on_plan is not None:
+        on_plan(plan)
 
     loop = _Loop(sae, optimizer, counter, state, tc, total_steps)
     t0, tokens0, last, stopped = time.perf_counter(), state.tokens_seen, None, False
@@ -113,7 +130,15 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     sae = sae.cpu().eval()
     for p in sae.parameters():
         p.grad = None
-    return TrainResult(sae, asdict(last) if last else {}, state.step, stopped, path)
+    sae.training_info = training_record(state)
+    return TrainResult(sae, asdict(last) if last else {}, state.step, stopped, path, plan)
+
+
+def training_record(state: TrainerState) -> dict:
+    """What the trained SAE's file keeps about its run (see :func:`.io.sae_tensors_and_metadata`)."""
+    return {"train_config": dict(state.train_config), "run": dict(state.plan), "steps": state.step,
+            "tokens_seen": state.tokens_seen, "threshold_updates": state.threshold_updates,
+            "aux_steps": state.aux_steps, "max_dead": state.max_dead}
 
 
 def _adam(sae: MatryoshkaSAE, tc: TrainConfig) -> torch.optim.Optimizer:
@@ -131,7 +156,7 @@ class _Loop:
         self.sae, self.optimizer, self.counter, self.state, self.tc = sae, optimizer, counter, state, tc
         self.total_steps = total_steps
         self.params = list(sae.parameters())
-        self.dead_fraction = 0.0
+        self.dead_fraction, self.n_dead = 0.0, 0
 
     def step(self, x: torch.Tensor) -> sparse_step.StepStats:
         sae, tc, st = self.sae, self.tc, self.state
@@ -142,13 +167,19 @@ class _Loop:
         self.counter += x.shape[0]
         self.counter[sel.fired(self.counter.numel())] = 0
         dead = self.counter >= tc.dead_tokens
-        n_dead = int(dead.sum())
+        n_dead = self.n_dead = int(dead.sum())
         self.dead_fraction = n_dead / dead.numel()
         stats = sparse_step.loss_and_grads(sae, sel, dead=dead if n_dead else None, aux_alpha=tc.aux_alpha)
         del sel                                                    # frees the [B, m] pre-activations
-        if st.step >= tc.threshold_start_step:
+        if n_dead and st.aux_steps is not None:
+            st.aux_steps += 1
+        if st.max_dead is not None:
+            st.max_dead = max(st.max_dead, n_dead)
+        if st.step > tc.threshold_start_step:                      # strictly after, as the reference
             st.threshold = update_threshold(st.threshold, float(stats.min_kept), tc.threshold_beta)
             sae.threshold.fill_(st.threshold)
+            if st.threshold_updates is not None:
+                st.threshold_updates += 1
         sae.remove_parallel_decoder_grad_()
         torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
         self.optimizer.step()
@@ -162,4 +193,4 @@ class _Loop:
         return TrainProgress(step=st.step, total_steps=self.total_steps, epoch=st.epoch, tokens_seen=st.tokens_seen,
                              loss=float(s.loss), mse=float(s.mse), aux_loss=float(s.aux_loss), fvu=float(s.fvu),
                              l0=float(s.l0), dead_fraction=self.dead_fraction, threshold=st.threshold,
-                             tokens_per_s=rate)
+                             tokens_per_s=rate, min_kept=float(s.min_kept), n_dead=self.n_dead)
