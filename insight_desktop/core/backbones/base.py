@@ -1,7 +1,7 @@
 """The backbone protocol and the backbone registry.
 
 A backbone turns images into dense, language-aligned patch features ``[B, d, h, w]`` and text
-into vectors ``[N, d]`` in the same space (SPEC §1). Anything that satisfies :class:`Backbone`
+into vectors ``[N, d]`` in the same space (docs/method.md §1). Anything that satisfies :class:`Backbone`
 can sit under the concept model; backbones register a factory by short name.
 """
 
@@ -25,9 +25,13 @@ class Preprocessing:
     """How an RGB uint8 image becomes a normalised float tensor for this backbone.
 
     ``mode="crop"``: resize the short side to ``crop_size`` (bicubic) and centre-crop
-    ``crop_size``² — used for SAE training and image-level statistics.
-    ``mode="full"``: keep the image size, normalise, zero-pad H and W up to multiples of
-    ``patch_size`` (SPEC §1.1).
+    ``crop_size``² — used for SAE training and image-level statistics. The geometry is
+    torchvision's ``Resize(crop_size, BICUBIC)`` + ``CenterCrop(crop_size)``, which the reference
+    code uses (docs/method.md §1.1): the long side becomes ``int(crop_size · long / short)``
+    (truncated) and the crop starts ``round((side − crop_size) / 2)`` pixels in.
+    ``mode="full"``: keep the image size; pad H and W with black (0) on the bottom/right up to
+    multiples of ``patch_size``, *then* normalise, as CLIP-DINOiser does (docs/method.md §1.1) —
+    so the padding is black, not the mean colour.
     """
 
     mean: tuple[float, float, float]
@@ -47,11 +51,9 @@ class Preprocessing:
         from PIL import Image
 
         size = size or self.crop_size
-        h, w = rgb.shape[:2]
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        img = Image.fromarray(rgb).resize((nw, nh), Image.BICUBIC)
-        top, left = (nh - size) // 2, (nw - size) // 2
+        nh, nw = resized_short_side(rgb.shape[0], rgb.shape[1], size)
+        img = Image.fromarray(rgb).resize((nw, nh), Image.BICUBIC)  # PIL returns a copy at the same size
+        top, left = centre_crop_offsets(nh, nw, size)
         return np.asarray(img.crop((left, top, left + size, top + size)))
 
     def to_tensor(self, rgb: np.ndarray, mode: str = "crop", size: int | None = None) -> "torch.Tensor":
@@ -64,14 +66,29 @@ class Preprocessing:
             raise ValueError(f"unknown preprocessing mode {mode!r}; use 'crop' or 'full'")
         # A fresh float array: the input may be a read-only view (e.g. a memory-mapped image).
         x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        x = (x - mean) / std
         p = self.patch_size
         ph, pw = (-x.shape[1]) % p, (-x.shape[2]) % p
-        if ph or pw:
+        if ph or pw:  # black in raw RGB, before normalising (the reference's make_input_divisible)
             x = torch.nn.functional.pad(x, (0, pw, 0, ph), value=0.0)
-        return x
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+
+def resized_short_side(height: int, width: int, size: int) -> tuple[int, int]:
+    """(H, W) after torchvision's ``Resize(size)``: short side ``size``, long side
+    ``int(size · long / short)`` (truncated, not rounded)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}×{width}")
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def centre_crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of torchvision's ``CenterCrop(size)``: ``int(round((side − size) / 2))``
+    (Python's round, so halves go to the even neighbour)."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
 
 
 def check_image_batch(images: "torch.Tensor", patch_size: int, device) -> "torch.Tensor":
