@@ -82,7 +82,7 @@ def cmd_analyze(args) -> int:
             try:
                 rgb = load_image(path)
                 analysis = analyzer.analyze(rgb, classes, background=args.background, window=args.window,
-                                            stride=args.stride, should_stop=stop)
+                                            stride=args.stride, window_mode=args.window_mode, should_stop=stop)
             except ImageLoadError as exc:
                 print(f"skipped: {exc}", file=sys.stderr)
                 failed += 1
@@ -91,6 +91,8 @@ def cmd_analyze(args) -> int:
                 print("stopped", file=sys.stderr)
                 return 130
             write_analysis(analysis, rgb, out, stem, top=args.top, source=str(path))
+            if not args.quiet:
+                tqdm.write(f"{path.name}: windows: {analysis.window_description}")
     print(f"{len(args.images) - failed} image(s) analysed into {out}" + (f"; {failed} skipped" if failed else ""))
     return 1 if failed else 0
 
@@ -116,7 +118,8 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
         concepts.append(entry)
     f = analysis.faithfulness
     report = {"image": source, "image_size": [h, w], "analysis_size": list(analysis.analysis_size),
-              "grid": list(analysis.grid), "windows": analysis.windows,
+              "grid": list(analysis.grid), "windows": analysis.windows, "window_mode": analysis.window_mode,
+              "window_description": analysis.window_description,
               "faithfulness": {"fvu": _finite(f.fvu), "cosine": _finite(f.cosine),
                                "residual_mean": _finite(float(f.residual.mean()))},
               "concepts": concepts, "notices": list(analysis.notices),
@@ -184,6 +187,10 @@ def cmd_eval_seg(args) -> int:
     if data.unmatched:
         print(f"note: {len(data.unmatched)} image(s) have no mask and are left out", file=sys.stderr)
     analyzer = _analyzer(args)
+    print(f"windows: {args.window_mode}" + (" (each window encoded separately, class probabilities averaged, as "
+                                            "in the reference code)" if args.window_mode == "reference" else
+                                            " (features averaged over overlapping windows, encoded once; not the "
+                                            "reference's protocol)"))
     conf = {"concepts": np.zeros((n, n + 1), np.int64), "opaque": np.zeros((n, n + 1), np.int64)}
     with graceful_interrupt() as stop:
         for image_path, mask_path in tqdm(pairs, desc="eval-seg", unit="img", disable=args.quiet):
@@ -192,8 +199,12 @@ def cmd_eval_seg(args) -> int:
                 raise CLIError(f"mask '{mask_path}' is {mask.shape[1]}×{mask.shape[0]}, its image "
                                f"{rgb.shape[1]}×{rgb.shape[0]}")
             try:
-                seg = analyzer.analyze(rgb, prompts, background=args.background, window=args.window,
-                                       stride=args.stride, classify=False, should_stop=stop).segmentation
+                if args.window_mode == "reference":  # labels only: no concept maps or explanations to compute
+                    seg = analyzer.segment_windows(rgb, prompts, background=args.background, window=args.window,
+                                                   stride=args.stride, should_stop=stop)
+                else:
+                    seg = analyzer.analyze(rgb, prompts, background=args.background, window=args.window,
+                                           stride=args.stride, classify=False, should_stop=stop).segmentation
             except AnalysisStopped:
                 print("stopped", file=sys.stderr)
                 return 130
@@ -211,7 +222,7 @@ def cmd_eval_seg(args) -> int:
     if args.out:
         _atomic_text(Path(args.out), json.dumps({
             "dataset": str(args.dataset), "images": len(pairs), "classes": list(data.classes),
-            "background": args.background, **{k: {"mIoU": _finite(v["mIoU"]), "pixel_accuracy": _finite(v["pixel_accuracy"]),
+            "background": args.background, "window_mode": args.window_mode, **{k: {"mIoU": _finite(v["mIoU"]), "pixel_accuracy": _finite(v["pixel_accuracy"]),
                                                   "iou": [_finite(float(x)) for x in iou[k]]} for k, v in summary.items()},
         }, indent=2, allow_nan=False) + "\n")
     return 0
@@ -310,7 +321,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--background", action="store_true", help="label FOUND background as an extra class")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--top", type=int, default=5, help="heatmaps of this many top concepts per image (default 5)")
-    _window_args(p)
+    _window_args(p, default_mode="fast")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("eval-seg", help="mIoU of the concept path and the opaque path on a segmentation dataset")
@@ -319,7 +330,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--background", action="store_true", help="FOUND background for the class named 'background'")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--out", default=None, help="also write the results as JSON")
-    _window_args(p)
+    _window_args(p, default_mode="reference")
     p.set_defaults(func=cmd_eval_seg)
 
     p = sub.add_parser("eval-cls", help="accuracy of concept and opaque zero-shot classification (and the probe)")
@@ -344,6 +355,10 @@ def _model_args(p) -> None:
     add_device_arg(p)
 
 
-def _window_args(p) -> None:
+def _window_args(p, default_mode: str) -> None:
     p.add_argument("--window", type=int, default=448, help="sliding-window size in pixels (default 448)")
     p.add_argument("--stride", type=int, default=224, help="sliding-window stride in pixels (default 224)")
+    p.add_argument("--window-mode", choices=("fast", "reference"), default=default_mode,
+                   help="how overlapping windows are combined for segmentation: 'reference' encodes each window "
+                        "separately and averages class probabilities (as the paper's code), 'fast' averages "
+                        f"features and encodes once (default {default_mode})")

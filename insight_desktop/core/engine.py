@@ -1,18 +1,26 @@
 """The analysis engine: a concept model and its backbone, loaded once; ``analyze(image) → Analysis``.
 
 **Image geometry (ours).** The image is resized (bicubic) so its short side equals the window
-(448 px, SPEC §6), unless that makes the long side exceed ``MAX_ASPECT`` windows, in which case
-the long side is ``MAX_ASPECT · window`` instead — so very small images are enlarged to the
-scale the backbone works at, very large ones shrunk, and extreme panoramas stay bounded
-(at most 7 windows). The resized image is normalised and zero-padded to whole patches
-(SPEC §1.1); 448-px windows slide over it every 224 px, the last one flush with the border,
-all starting on patch boundaries, so overlapping windows produce features for the *same*
-patches; those features (and FOUND background logits) are averaged where windows overlap.
-The SAE then encodes each patch once. Windows run through the backbone a few at a time, so
-memory stays bounded whatever the image size.
+(448 px, docs/method.md §6), unless that makes the long side exceed ``MAX_ASPECT`` windows, in
+which case the long side is ``MAX_ASPECT · window`` instead — so very small images are enlarged
+to the scale the backbone works at, very large ones shrunk, and extreme panoramas stay bounded
+(at most 7 windows). Windows run through the backbone a few at a time, so memory stays bounded
+whatever the image size. Two window modes:
+
+* ``"fast"`` (the app's default): the resized image is padded with black to whole patches and
+  normalised (docs/method.md §1.1); 448-px windows slide over it every 224 px, the last one
+  flush with the border, all starting on patch boundaries, so overlapping windows produce
+  features for the *same* patches; those features (and FOUND background logits) are averaged
+  where windows overlap and the SAE encodes each patch once.
+* ``"reference"`` (``insight eval-seg``'s default): segmentation as the reference code computes
+  it (:mod:`.tasks.windows`): windows placed on the resized image before padding, each window
+  encoded through backbone and SAE on its own, class probabilities averaged where windows
+  overlap. Concept maps, faithfulness and classification still come from the fast path's grid
+  (a window both paths use runs once). ``benchmarks/bench_windows.py`` measures how often the
+  two modes label a pixel differently.
 
 **What an Analysis holds.** Sparse codes on the patch grid (CSR, never ``[m, h, w]``), the
-concepts ranked by their image-level activation (max over patches, SPEC §3), faithfulness
+concepts ranked by their image-level activation (max over patches, docs/method.md §3), faithfulness
 (FVU, mean cosine(x, x̂), residual map), optionally segmentation and classification with exact
 concept contributions (:mod:`.tasks`). Everything is numpy, read-only: it crosses to the GUI.
 """
@@ -34,13 +42,21 @@ from .tasks.pooling import PooledCodes, as_rgb, encode_pooled
 from .tasks.prompts import TextEmbeddingCache, validate_classes
 from .tasks.resample import GridSampler
 from .tasks.segmentation import SegmentationResult, segment
+from .tasks.windows import (
+    FAST,
+    REFERENCE,
+    WindowRunner,
+    WindowScores,
+    WindowSegmentation,
+    check_window_mode,
+    describe_windows,
+    window_segmentation,
+)
 
 WINDOW = 448
 STRIDE = 224
 #: the long side of the analysed image is at most this many windows
 MAX_ASPECT = 4
-#: windows per backbone call
-WINDOW_BATCH = 4
 #: share of the progress bar given to the backbone windows
 _BACKBONE_SHARE = 0.8
 #: patches per SAE call (bounds the dense [tokens, m] pre-activations)
@@ -87,7 +103,7 @@ class ConceptActivation:
 
 @dataclass(frozen=True, eq=False)
 class Faithfulness:
-    """How well the concepts reconstruct the features they explain (SPEC §6, ours).
+    """How well the concepts reconstruct the features they explain (docs/method.md §6, ours).
 
     ``fvu`` = Σ‖x − x̂‖² / Σ‖x − x̄‖² over the image's patches (NaN if the features do not vary
     at all); ``cosine`` = mean over patches of cos(x, x̂); ``residual`` = ‖x − x̂‖ per patch [h, w].
@@ -115,6 +131,11 @@ class Analysis:
     probe: ClassificationResult | None
     notices: tuple[str, ...]
     timings: Mapping[str, float]              # seconds per stage
+    window_mode: str = FAST                   # which sliding-window mode produced it (module docstring)
+
+    @property
+    def window_description(self) -> str:
+        return describe_windows(self.window_mode, self.windows)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -132,7 +153,7 @@ class Analysis:
         return grid_sampler(self.grid, self.analysis_size, self.patch_size, size or self.image_size)
 
     def display_map(self, j: int, size: tuple[int, int] | None = None) -> np.ndarray:
-        """SPEC §3 display: square the map, upsample bilinearly to ``size`` (default: the image size),
+        """docs/method.md §3 display: square the map, upsample bilinearly to ``size`` (default: the image size),
         divide by its max; float32 [H, W] in 0..1 (all zero where the concept does not fire)."""
         m = self.concept_map(j)
         out = self.sampler(size).upsample_full((m * m)[None])[0]
@@ -207,22 +228,24 @@ class Analyzer:
 
     # ------------------------------------------------------------------ one image, fully
     def analyze(self, image: np.ndarray | str | os.PathLike, classes: Sequence[str] | None = None, *,
-                background: bool = False, window: int = WINDOW, stride: int = STRIDE, classify: bool = True,
-                should_stop: Callable[[], bool] | None = None,
+                background: bool = False, window: int = WINDOW, stride: int = STRIDE, window_mode: str = FAST,
+                classify: bool = True, should_stop: Callable[[], bool] | None = None,
                 progress: Callable[[str, float], None] | None = None) -> Analysis:
         """Concepts of one image; with ``classes``, also segmentation and zero-shot classification.
 
         ``image``: an RGB uint8 array (greyscale H×W is accepted) or a file path. ``background``:
-        label FOUND background (SPEC §1.4) as an extra class. With ``classify``, the bundle's probe
-        (if it has one) classifies too. Both classifiers read the max-pooled codes of the analysed
-        grid, so no second backbone pass is needed; the probe was trained on centre crops
-        (:meth:`pooled`), whose statistics are close but not identical. Raises
-        :class:`AnalysisStopped` when ``should_stop()`` turns true between windows.
-        ``progress(stage, fraction)`` is called as the work advances (fraction in 0..1 over the
-        whole analysis; the backbone windows take most of it).
+        label FOUND background (docs/method.md §1.4) as an extra class. ``window_mode``: "fast" or
+        "reference" (module docstring; it only changes the segmentation, and is recorded in the
+        Analysis as the mode that ran). With ``classify``, the bundle's probe (if it has one)
+        classifies too. Both classifiers read the max-pooled codes of the analysed grid, so no
+        second backbone pass is needed; the probe was trained on centre crops (:meth:`pooled`),
+        whose statistics are close but not identical. Raises :class:`AnalysisStopped` when
+        ``should_stop()`` turns true between windows. ``progress(stage, fraction)`` is called as
+        the work advances (fraction in 0..1 over the whole analysis; the backbone windows take most of it).
         """
         import torch
 
+        per_window = check_window_mode(window_mode) == REFERENCE and bool(classes)
         report = progress or (lambda stage, fraction: None)
         clock = _Clock(self.device)
         rgb = self._image(image)
@@ -230,15 +253,21 @@ class Analyzer:
         text = self.text_embeddings(classes) if classes else None
         clock.lap("text")
         notices = list(self.notices)
+        geo = self._geometry(rgb, window, stride)
+        runner = WindowRunner(self.backbone, [geo.canvas_boxes] + ([geo.image_boxes] if per_window else []),
+                              _stop_check(should_stop), lambda f: report("features", _BACKBONE_SHARE * f))
         with torch.inference_mode():
-            x, bg, meta = self._dense(rgb, window, stride, should_stop,
-                                      lambda f: report("features", _BACKBONE_SHARE * f))
+            x, bg = self._dense(geo, runner)
             clock.lap("backbone")
+            windowed = None
+            if per_window:
+                windowed = self._window_segmentation(geo, runner, text, classes, background, rgb.shape[:2])
+                clock.lap("windows")
             report("concepts", _BACKBONE_SHARE)
             if background and bg is None:
                 notices.append(NO_BACKGROUND_NOTICE)
-            codes, x_hat = self._encode(x, meta["grid"])
-            faith = _faithfulness(x, x_hat, meta["grid"])
+            codes, x_hat = self._encode(x, geo.grid)
+            faith = _faithfulness(x, x_hat, geo.grid)
             clock.lap("sae")
         concepts = self._rank(codes)
         patch = self.backbone.preprocessing.patch_size
@@ -248,10 +277,10 @@ class Analyzer:
         if classes:
             report("segmentation", _BACKBONE_SHARE + 0.05)
             active = codes.active_concepts()
-            sampler = grid_sampler(codes.grid, meta["size"], patch, rgb.shape[:2])
+            sampler = grid_sampler(codes.grid, geo.size, patch, rgb.shape[:2])
             seg = segment(codes, x_hat.double().cpu().numpy(), x_np, self.decoder_rows(active), active, self._b_dec,
                           text, classes, sampler, background_logits=bg if background else None,
-                          concept_names=self.concept_name)
+                          concept_names=self.concept_name, given=windowed)
             clock.lap("segmentation")
         if classify:
             report("classification", 0.97)
@@ -263,8 +292,30 @@ class Analyzer:
             probe = self.probe_classify(PooledCodes(ids, values, mean_feature, codes.n_concepts))
             clock.lap("classification")
         report("done", 1.0)
-        return Analysis(rgb.shape[:2], meta["size"], patch, meta["windows"], codes, concepts, faith, bg, seg, cls, probe,
-                        tuple(notices), MappingProxyType(clock.laps))
+        return Analysis(rgb.shape[:2], geo.size, patch, len(geo.canvas_boxes), codes, concepts, faith, bg, seg, cls,
+                        probe, tuple(notices), MappingProxyType(clock.laps),
+                        window_mode=REFERENCE if per_window else FAST)
+
+    def segment_windows(self, image: np.ndarray | str | os.PathLike, classes: Sequence[str], *,
+                        background: bool = False, window: int = WINDOW, stride: int = STRIDE,
+                        should_stop: Callable[[], bool] | None = None,
+                        progress: Callable[[str, float], None] | None = None) -> WindowSegmentation:
+        """The reference segmentation alone (``window_mode="reference"``; what ``insight eval-seg``
+        measures): labels, averaged probabilities and the opaque path's labels, without concept
+        maps or explanations, so each window runs through the backbone once."""
+        import torch
+
+        report = progress or (lambda stage, fraction: None)
+        rgb = self._image(image)
+        classes = validate_classes(classes)
+        text = self.text_embeddings(classes)
+        geo = self._geometry(rgb, window, stride)
+        runner = WindowRunner(self.backbone, [geo.image_boxes], _stop_check(should_stop),
+                              lambda f: report("windows", f))
+        with torch.inference_mode():
+            result = self._window_segmentation(geo, runner, text, classes, background, rgb.shape[:2])
+        report("done", 1.0)
+        return result
 
     # ------------------------------------------------------------------ many images, image level
     def pooled(self, images: Sequence[Any], *, batch_size: int = 16,
@@ -295,10 +346,7 @@ class Analyzer:
             return load_image(Path(image))
         return as_rgb(image)
 
-    def _dense(self, rgb: np.ndarray, window: int, stride: int, should_stop, progress=None):
-        """Averaged features [h·w, d] (float32, on the device), background logits [h, w] or None, geometry."""
-        import torch
-
+    def _geometry(self, rgb: np.ndarray, window: int, stride: int) -> "_Geometry":
         from .images import tile_boxes
 
         p = self.backbone.preprocessing.patch_size
@@ -306,31 +354,54 @@ class Analyzer:
             raise ValueError(f"window ({window}) and stride ({stride}) must be positive multiples of the patch size "
                              f"{p}, with stride ≤ window")
         size = analysis_size(rgb.shape[0], rgb.shape[1], window)
-        full = self.backbone.preprocessing.to_tensor(_resize(rgb, size), mode="full")  # [3, h·p, w·p]
-        h, w = full.shape[1] // p, full.shape[2] // p
-        boxes = tile_boxes(full.shape[1], full.shape[2], window, stride)
+        image = _resize(rgb, size)
+        canvas = self.backbone.preprocessing.to_tensor(image, mode="full")  # [3, h·p, w·p], black padding
+        return _Geometry(size, image, canvas, (canvas.shape[1] // p, canvas.shape[2] // p),
+                         tile_boxes(canvas.shape[1], canvas.shape[2], window, stride),
+                         tile_boxes(size[0], size[1], window, stride))
+
+    def _dense(self, geo: "_Geometry", runner: "WindowRunner"):
+        """Fast path: features [h·w, d] averaged over windows (float32, on the device) and
+        background logits [h, w] or None."""
+        import torch
+
+        p = self.backbone.preprocessing.patch_size
+        h, w = geo.grid
         feats = torch.zeros(self.backbone.feature_dim, h, w, device=self.device)
-        bg = torch.zeros(1, h, w, device=self.device)
-        count = torch.zeros(1, h, w, device=self.device)
+        bg = torch.zeros(h, w, device=self.device)
+        count = torch.zeros(h, w, device=self.device)
         has_bg = True
-        for i in range(0, len(boxes), WINDOW_BATCH):
-            if should_stop is not None and should_stop():
-                raise AnalysisStopped("analysis stopped")
-            batch = boxes[i:i + WINDOW_BATCH]
-            out = self.backbone.dense(torch.stack([full[:, t:b, l:r] for t, l, b, r in batch]).to(self.device))
-            for k, (t, l, b, r) in enumerate(batch):
-                cell = (slice(None), slice(t // p, b // p), slice(l // p, r // p))
-                feats[cell] += out.features[k].float()
-                count[cell] += 1
-                if out.background_logits is None:
-                    has_bg = False
-                else:
-                    bg[cell] += out.background_logits[k].float()
-            if progress is not None:
-                progress(min(len(boxes), i + WINDOW_BATCH) / len(boxes))
+        for (t, l, b, r), f, g in runner.run(geo.canvas_boxes, lambda box: geo.canvas[:, box[0]:box[2], box[1]:box[3]]):
+            cell = (slice(t // p, b // p), slice(l // p, r // p))
+            feats[(slice(None), *cell)] += f
+            count[cell] += 1
+            if g is None:
+                has_bg = False
+            else:
+                bg[cell] += g
         x = (feats / count).flatten(1).T.contiguous()
-        bg_np = _readonly((bg / count)[0].cpu().numpy()) if has_bg else None
-        return x, bg_np, {"grid": (h, w), "size": size, "windows": len(boxes)}
+        return x, (_readonly((bg / count).cpu().numpy()) if has_bg else None)
+
+    def _window_segmentation(self, geo: "_Geometry", runner: "WindowRunner", text: np.ndarray,
+                             classes: Sequence[str], background: bool, out: tuple[int, int]) -> WindowSegmentation:
+        """Reference path: each window of the unpadded image through backbone and SAE on its own."""
+        import torch
+
+        pre = self.backbone.preprocessing
+        scores = []
+
+        def crop(b):  # each window is padded on its own, as the reference pads each crop
+            return pre.to_tensor(geo.image[b[0]:b[2], b[1]:b[3]], mode="full")
+
+        for box, f, g in runner.run(geo.image_boxes, crop):
+            d, gh, gw = f.shape
+            x = f.flatten(1).T.contiguous()
+            x_hat = torch.cat([self.sae.decode(self.sae.encode(x[i:i + ENCODE_CHUNK])).float()
+                               for i in range(0, x.shape[0], ENCODE_CHUNK)])
+            scores.append(WindowScores.of(box, x_hat.double().cpu().numpy().reshape(gh, gw, d),
+                                          x.double().cpu().numpy().reshape(gh, gw, d), text,
+                                          None if g is None else g.cpu().numpy()))
+        return window_segmentation(scores, classes, geo.size, out, pre.patch_size, background=background)
 
     def _encode(self, x, grid: tuple[int, int]):
         import torch
@@ -352,6 +423,24 @@ class Analyzer:
         return tuple(ConceptActivation(int(ids[i]), self.concept_name(int(ids[i])), float(values[i]),
                                        int(rel.level[ids[i]]), self.parents(int(ids[i])),
                                        int(patches[ids[i]])) for i in order)
+
+
+@dataclass(frozen=True, eq=False)
+class _Geometry:
+    size: tuple[int, int]                   # (H', W') the image is resized to
+    image: np.ndarray                       # that image, uint8
+    canvas: Any                             # it normalised and black-padded to whole patches [3, h·p, w·p]
+    grid: tuple[int, int]                   # (h, w) patches of the canvas
+    canvas_boxes: list[tuple[int, int, int, int]]  # fast-path windows, on the padded canvas
+    image_boxes: list[tuple[int, int, int, int]]   # reference windows, on the image before padding
+
+
+def _stop_check(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise AnalysisStopped("analysis stopped")
+
+    return check
 
 
 def _faithfulness(x, x_hat, grid: tuple[int, int]) -> Faithfulness:

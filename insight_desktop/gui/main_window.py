@@ -112,7 +112,10 @@ class MainWindow(QMainWindow):
         self.notes = QToolButton()
         self.notes.setAutoRaise(True)
         self.notes.hide()
+        self.window_mode_label = QLabel()  # which sliding-window mode produced the analysis (its tooltip says how)
+        self.window_mode_label.hide()
         self.statusBar().addWidget(self.hover, 1)
+        self.statusBar().addPermanentWidget(self.window_mode_label)
         self.statusBar().addPermanentWidget(self.notes)
         self.statusBar().addPermanentWidget(self.status)
         self.resize(1500, 940)
@@ -297,6 +300,9 @@ class MainWindow(QMainWindow):
         self.notes.setText(f"{len(analysis.notices)} note{'s' * (len(analysis.notices) != 1)}…")
         self.notes.setToolTip("\n\n".join(analysis.notices))
         self.notes.setVisible(bool(analysis.notices))
+        self.window_mode_label.setText(f"windows: {analysis.window_mode}")
+        self.window_mode_label.setToolTip(f"Sliding windows: {analysis.window_description}")
+        self.window_mode_label.show()
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from insight_desktop.core.bundle import BundleIncompatibleError
 from insight_desktop.core.engine import (
-    CPU_NOTICE, NO_BACKGROUND_NOTICE, Analysis, AnalysisStopped, Analyzer, analysis_size,
+    CPU_NOTICE, NO_BACKGROUND_NOTICE, NO_THRESHOLD_NOTICE, Analysis, AnalysisStopped, Analyzer, analysis_size,
 )
 
 from .fakes import PatchColourBackbone, TextColourBackbone, lossless_sae, random_sae, write_test_bundle
@@ -206,6 +206,16 @@ def test_loading_checks_and_notices(tmp_path, tiny_backbone):
     analyzer = Analyzer(write_test_bundle(tmp_path / "p", plain, random_sae(8, 16)), backbone=plain, device="cpu")
     analysis = analyzer.analyze(blocks(40, 40), ["a", "b"], background=True, classify=False)
     assert NO_BACKGROUND_NOTICE in analysis.notices and analysis.segmentation.background_label is None
+    assert NO_THRESHOLD_NOTICE not in analysis.notices
+
+
+def test_an_sae_without_threshold_is_marked_in_every_analysis(tmp_path):
+    """θ < 0 (never estimated): the model loads, and every analysis and the catalog say so."""
+    bb = TextColourBackbone(d=8)
+    analyzer = Analyzer(write_test_bundle(tmp_path / "m", bb, random_sae(8, 16, threshold=-1.0)), backbone=bb,
+                        device="cpu")
+    assert NO_THRESHOLD_NOTICE in analyzer.notices and NO_THRESHOLD_NOTICE in analyzer.catalog().notices
+    assert NO_THRESHOLD_NOTICE in analyzer.analyze(blocks(40, 40), classify=False).notices
 
 
 def test_stopping_and_bad_windows(colour_analyzer):
@@ -223,3 +233,98 @@ def test_image_paths_are_loaded(tmp_path, colour_analyzer):
     Image.fromarray(blocks(50, 80)).save(tmp_path / "x.png")
     analysis = colour_analyzer.analyze(tmp_path / "x.png")
     assert analysis.image_size == (50, 80)
+
+
+# -- window modes: "fast" (features averaged) and "reference" (per-window probabilities averaged) ----
+
+
+def _count_windows(bb):
+    """Wrap ``bb.dense`` to record every window's pixel content it is given."""
+    seen = []
+    dense = bb.dense
+
+    def counting(images):
+        seen.extend(images.clone())
+        return dense(images)
+
+    bb.dense = counting
+    return seen
+
+
+def test_window_mode_is_recorded_described_and_checked(colour_analyzer):
+    rgb = blocks(448, 700)
+    ref = colour_analyzer.analyze(rgb, ["red", "blue"], window_mode="reference")
+    fast = colour_analyzer.analyze(rgb, ["red", "blue"])
+    assert (ref.window_mode, ref.segmentation.window_mode) == ("reference", "reference")
+    assert (fast.window_mode, fast.segmentation.window_mode) == ("fast", "fast")
+    assert ref.windows == fast.windows == 3
+    assert fast.window_description == "fast (features averaged over 3 overlapping windows, encoded once)"
+    assert ref.window_description.startswith("reference (segmentation: each of 3 windows encoded separately")
+    # Without classes nothing is segmented: the concept maps come from the fast path either way.
+    assert colour_analyzer.analyze(rgb, window_mode="reference").window_mode == "fast"
+    assert colour_analyzer.analyze(blocks(448, 448), window_mode="reference").window_description.startswith("fast (one")
+    with pytest.raises(ValueError, match="window mode"):
+        colour_analyzer.analyze(rgb, ["red"], window_mode="slow")
+
+
+def test_reference_mode_places_windows_flush_with_the_image_and_runs_shared_ones_once(tmp_path):
+    """448×700: the fast path's windows lie on the canvas padded to 704 (x = 0, 224, 256), the
+    reference's on the image itself (x = 0, 224, 252, the last one without padding). The two at
+    x = 0 and 224 are the same pixels and run once: 4 backbone windows for both modes together."""
+    bb = TextColourBackbone(d=8, background=True)
+    analyzer = Analyzer(write_test_bundle(tmp_path / "m", bb, random_sae(8, 32, k=3)), backbone=bb, device="cpu")
+    rgb = blocks(448, 700, seed=4)
+    seen = _count_windows(bb)
+    analysis = analyzer.analyze(rgb, ["red", "blue"], background=True, window_mode="reference")
+    assert len(seen) == 4
+    normalised = bb.preprocessing.to_tensor(rgb, mode="full")
+    last = bb.preprocessing.to_tensor(rgb[:, 252:], mode="full")
+    assert any(torch.equal(w, last) for w in seen) and any(torch.equal(w, normalised[:, :, 256:]) for w in seen)
+    seen.clear()
+    alone = analyzer.segment_windows(rgb, ["red", "blue"], background=True)
+    assert len(seen) == 3 and alone.windows == 3
+    np.testing.assert_array_equal(alone.labels, analysis.segmentation.labels)
+    np.testing.assert_array_equal(alone.opaque_labels, analysis.segmentation.opaque_labels)
+
+
+def test_reference_mode_explanations_add_up_over_its_segments(colour_analyzer):
+    seg = colour_analyzer.analyze(blocks(300, 700, seed=6), ["red", "green", "blue"], background=True,
+                                  window_mode="reference").segmentation
+    counts = np.bincount(seg.labels.ravel(), minlength=len(seg.class_names))
+    assert {s.label: s.pixels for s in seg.segments} == {i: int(n) for i, n in enumerate(counts) if n}
+    for s in seg.segments:
+        if s.label != seg.background_label:
+            assert sum(c.value for c in s.contributions) + s.bias == pytest.approx(s.logit_sum, rel=1e-6, abs=1e-4)
+
+
+def test_reference_mode_stops_between_windows_and_reports_progress(colour_analyzer):
+    rgb = blocks(448, 1792)  # 7 windows: two backbone calls of at most 4
+    calls = []
+    with pytest.raises(AnalysisStopped):
+        colour_analyzer.segment_windows(rgb, ["red"], should_stop=lambda: calls.append(1) or len(calls) > 1)
+    assert len(calls) == 2  # checked before each backbone call: the first ran, the second was refused
+    seen = []
+    colour_analyzer.analyze(rgb, ["red", "blue"], window_mode="reference", progress=lambda s, f: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    seen.clear()
+    colour_analyzer.segment_windows(rgb, ["red"], progress=lambda s, f: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_reference_mode_on_a_huge_image_uses_bounded_memory(colour_analyzer):
+    rgb = np.zeros((4000, 3000, 3), np.uint8)
+    rgb[:2000] = (255, 255, 0)
+    rgb[2000:, :1500] = (0, 255, 255)
+    rgb[2000:, 1500:] = (255, 0, 255)
+    classes = ["yellow", "cyan", "magenta", "red"]
+    colour_analyzer.analyze(rgb[:64, :64], classes, window_mode="reference")  # caches outside the measurement
+    tracemalloc.start()
+    try:
+        analysis = colour_analyzer.analyze(rgb, classes, background=True, window_mode="reference")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    seg = analysis.segmentation
+    # As for the fast path: 72 MB of results; the per-window labels are shared, not copied.
+    assert peak < 150 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert seg.labels[1000, 1500] == 0 and seg.labels[3000, 700] == 1 and seg.labels[3000, 2300] == 2

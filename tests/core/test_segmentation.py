@@ -195,3 +195,90 @@ def test_text_embeddings_are_cached_per_class(tmp_path):
     assert bb.text_calls == 1
     analyzer.text_embeddings(["green", "blue"])
     assert bb.text_calls == 2  # only "blue" was new
+
+
+# -- reference sliding windows: per-window probabilities averaged (docs/method.md §6) -----------
+
+
+def test_one_window_over_the_whole_grid_equals_the_one_grid_segmentation(planted):
+    """A single window covering the analysed image reads its grid exactly where segment() does,
+    so labels and opaque labels are identical and the max probability agrees to float32 rounding."""
+    from insight_desktop.core.tasks import WindowScores, window_segmentation
+
+    p, result = planted, planted["result"]
+    h, w, d = p["h"], p["w"], p["x"].shape[1]
+    x_hat = result.codes.dense() @ p["W"] + p["b"]
+    scores = WindowScores.of((0, 0, *p["out"]), x_hat.reshape(h, w, d), p["x"].reshape(h, w, d), p["text"])
+    win = window_segmentation([scores], ["a", "b", "c"], p["out"], p["out"], p["patch"])
+    assert win.window_mode == "reference" and win.windows == 1 and win.background_label is None
+    np.testing.assert_array_equal(win.labels, result.labels)
+    np.testing.assert_array_equal(win.opaque_labels, result.opaque_labels)
+    np.testing.assert_allclose(win.max_probability, result.max_probability, atol=1e-5)
+    assert not win.labels.flags.writeable and not win.max_probability.flags.writeable
+
+
+def _window(box, vector, text, background_logit):
+    """A window whose 1×2 grid holds the same vector everywhere (so its probabilities are constant)."""
+    from insight_desktop.core.tasks import WindowScores
+
+    v = np.broadcast_to(np.asarray(vector, np.float64), (1, 2, len(vector)))
+    return WindowScores.of(box, v, v, text, np.full((1, 2), background_logit))
+
+
+def test_overlapping_windows_average_probabilities_and_apply_found_per_window():
+    """Two 16×32 windows overlapping on 16 columns of a 16×48 image (patch 16). Window A points
+    half-way between classes 0 and 1 (p ≈ ½, ½) and FOUND calls it background; window B points at
+    class 1 and is foreground. A alone: background; B alone: class 1; the overlap averages: class
+    probabilities (p_A + p_B)/2 ≈ (¼, ¾) and background (1 + 0)/2 = ½ → class 1."""
+    from insight_desktop.core.tasks import window_segmentation
+    from insight_desktop.core.tasks.windows import probabilities
+
+    text = np.eye(3)[:2, :]                                     # t_0 = e_0, t_1 = e_1 in d = 3
+    a = _window((0, 0, 16, 32), [1.0, 1.0, 0.2], text, -1.0)
+    b = _window((0, 16, 16, 48), [0.1, 1.0, 0.0], text, 2.0)
+    win = window_segmentation([a, b], ["zero", "one"], (16, 48), (16, 48), 16, background=True)
+    assert win.class_names == ("zero", "one", "background") and win.background_label == 2
+    p_a = probabilities(100 * text @ np.array([1.0, 1.0, 0.2]) / np.linalg.norm([1.0, 1.0, 0.2]))
+    p_b = probabilities(100 * text @ np.array([0.1, 1.0, 0.0]) / np.linalg.norm([0.1, 1.0, 0.0]))
+    assert p_a.max() < BACKGROUND_DELTA < p_b.max()
+    assert (win.labels[:, :16] == 2).all() and (win.labels[:, 32:] == 1).all() and (win.labels[:, 16:32] == 1).all()
+    np.testing.assert_allclose(win.max_probability[:, :16], p_a.max(), rtol=1e-5)
+    np.testing.assert_allclose(win.max_probability[:, 16:32], ((p_a + p_b) / 2).max(), rtol=1e-5)
+    np.testing.assert_allclose(win.max_probability[:, 32:], p_b.max(), rtol=1e-5)
+    # Without FOUND the overlap is the plain average of the two windows' probabilities.
+    plain = window_segmentation([a, b], ["zero", "one"], (16, 48), (16, 48), 16)
+    assert plain.background_label is None and (plain.labels[:, :16] == np.argmax(p_a)).all()
+
+
+def test_windows_are_read_at_the_output_pixels_of_a_resized_image():
+    """The analysed image (16×48) is shown at 8×24: output pixel x covers analysed x' = 2x + 1,
+    so window A (x' < 32) owns x < 16 and window B (x' ≥ 16) owns x ≥ 8."""
+    from insight_desktop.core.tasks import window_segmentation
+
+    text = np.eye(3)[:2, :]
+    a = _window((0, 0, 16, 32), [1.0, 0.0, 0.0], text, 1.0)
+    b = _window((0, 16, 16, 48), [0.0, 1.0, 0.0], text, 1.0)
+    win = window_segmentation([a, b], ["zero", "one"], (16, 48), (8, 24), 16)
+    np.testing.assert_allclose(win.max_probability[:, :8], 1.0, atol=1e-6)
+    np.testing.assert_allclose(win.max_probability[:, 8:16], 0.5, atol=1e-6)   # a tie: averaged halves
+    assert (win.labels[:, :8] == 0).all() and (win.labels[:, 16:] == 1).all()
+
+
+def test_given_labels_must_match_the_image():
+    from insight_desktop.core.tasks import window_segmentation
+
+    rng = np.random.default_rng(0)
+    text = np.eye(4)[:2]
+    v = rng.standard_normal((2, 3, 4))
+    codes = PatchCodes.from_dense(np.abs(rng.standard_normal((6, 4))), (2, 3))
+    sampler = GridSampler.make((2, 3), (32, 48), (1 / 16, 1 / 16))
+    given = window_segmentation([_window_scores_of(v, text)], ["a", "b"], (32, 48), (30, 48), 16)
+    with pytest.raises(ValueError, match="do not match"):
+        segment(codes, v.reshape(6, 4), v.reshape(6, 4), np.eye(4), np.arange(4), np.zeros(4), text, ["a", "b"],
+                sampler, given=given)
+
+
+def _window_scores_of(v, text):
+    from insight_desktop.core.tasks import WindowScores
+
+    return WindowScores.of((0, 0, 32, 48), v, v, text)

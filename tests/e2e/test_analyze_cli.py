@@ -115,6 +115,27 @@ def test_eval_seg_reports_both_paths(tmp_path, lossless_bundle, capsys):
     assert "twice" in capsys.readouterr().err
 
 
+def test_the_cli_says_which_window_mode_ran(tmp_path, bundle, capsys):
+    Image.fromarray(picture(120, 300)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    rc = main(["analyze", str(tmp_path / "a.png"), "--model", str(bundle), "--classes", "sky,road", "--out", str(out),
+               "--device", "cpu", "--window-mode", "reference"])
+    assert rc == 0
+    report = json.loads((out / "a.json").read_text())
+    assert report["window_mode"] == "reference" and report["window_description"].startswith("reference (")
+    assert "a.png: windows: reference (" in capsys.readouterr().out
+    data = tmp_path / "seg"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    (data / "classes.txt").write_text("sky\nroad\n")
+    Image.fromarray(picture(120, 300)).save(data / "images" / "0.png")
+    Image.fromarray(np.zeros((120, 300), np.uint8), mode="L").save(data / "masks" / "0.png")
+    for args, said in (([], "windows: reference (each window encoded separately"),
+                       (["--window-mode", "fast"], "windows: fast (features averaged")):
+        assert main(["eval-seg", str(data), "--model", str(bundle), "-q", "--device", "cpu", *args]) == 0
+        assert said in capsys.readouterr().out
+
+
 def test_train_probe_then_eval_cls(tmp_path, lossless_bundle, capsys):
     folder = tmp_path / "cls"
     for c, name in enumerate(["dark_room", "bright_sky"]):

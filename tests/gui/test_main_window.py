@@ -73,6 +73,14 @@ def test_choosing_a_concept_in_the_tree_changes_the_overlay(qtbot, window, tiny_
     assert not window.worker.is_busy
 
 
+def test_the_status_bar_says_which_sliding_window_mode_ran(qtbot, window, tiny_bundle):
+    a = open_chelsea(qtbot, window, tiny_bundle)  # chelsea (451×300) → 674×448 px: windows at x = 0, 224, 240
+    assert a.window_mode == "fast" and a.windows == 3
+    assert window.window_mode_label.isVisible() and window.window_mode_label.text() == "windows: fast"
+    tip = "Sliding windows: fast (features averaged over 3 overlapping windows, encoded once)"
+    assert window.window_mode_label.toolTip() == tip
+
+
 def test_keyboard_steps_through_concepts_and_images(qtbot, window, tiny_bundle):
     window.start([CHELSEA, COFFEE], tiny_bundle)
     a = wait_for_analysis(qtbot, window)

@@ -1,7 +1,7 @@
-"""Image classification explained concept by concept (SPEC §6).
+"""Image classification explained concept by concept (docs/method.md §6).
 
 **(b) Zero-shot through concepts (ours).** The image-level concept vector is the max over
-patches, ``z̄_j = max_q z_j(q)`` (SPEC §3); it is decoded, ``x̂ = z̄ W_dec + b_dec``, and
+patches, ``z̄_j = max_q z_j(q)`` (docs/method.md §3); it is decoded, ``x̂ = z̄ W_dec + b_dec``, and
 compared with the class text embeddings: ``logit_c = 100 · ⟨x̂/‖x̂‖, t_c⟩``. As in segmentation,
 concept ``j`` contributes ``100 · z̄_j S_jc / ‖x̂‖`` (``S_jc = ⟨W_dec[j], t_c⟩``) and the bias
 ``100 ⟨b_dec, t_c⟩ / ‖x̂‖``; they add up to the logit exactly. The **opaque reference** uses the

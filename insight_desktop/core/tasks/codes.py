@@ -127,7 +127,7 @@ class PatchCodes:
         return out.reshape(concepts.size, *self.grid)
 
     def pooled_max(self) -> tuple[np.ndarray, np.ndarray]:
-        """Image-level concept vector (SPEC §3: max over patches), sparse: ``(concepts, values)``
+        """Image-level concept vector (docs/method.md §3: max over patches), sparse: ``(concepts, values)``
         with ``concepts`` ascending (int64) and ``values`` float32 > 0."""
         if not self.nnz:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -1,7 +1,7 @@
-"""Image-level concept vectors ``z̄`` (max over patches, SPEC §3) of centre crops, in batches.
+"""Image-level concept vectors ``z̄`` (max over patches, docs/method.md §3) of centre crops, in batches.
 
 Used where many images are classified or a probe is trained: every image becomes one
-``crop_size``² view (short side resized, centre crop — SPEC §1.1's image-level protocol), so
+``crop_size``² view (short side resized, centre crop — docs/method.md §1.1's image-level protocol), so
 the probe sees at inference the same kind of input it was trained on.
 """
 

@@ -1,7 +1,7 @@
-"""The concept-bottleneck probe (SPEC §6a): a sparse linear classifier on image concept vectors.
+"""The concept-bottleneck probe (docs/method.md §6a): a sparse linear classifier on image concept vectors.
 
 ``logits = W z̄`` (no bias), ``z̄`` = max-pooled codes of a centre crop. Loss: mean cross-entropy
-``+ λ · mean|W|`` (the mean over all ``C · m`` weights, as SPEC §6 writes it).
+``+ λ · mean|W|`` (the mean over all ``C · m`` weights, as docs/method.md §6 writes it).
 
 **Solver (ours).** The problem is convex; accelerated proximal gradient (FISTA with adaptive
 restart) reaches it with exact zeros in ``W`` (soft-thresholding), unlike a subgradient

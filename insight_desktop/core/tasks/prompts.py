@@ -1,4 +1,4 @@
-"""Class lists and their text embeddings (SPEC §6: the 80 ImageNet templates, averaged).
+"""Class lists and their text embeddings (docs/method.md §6: the 80 ImageNet templates, averaged).
 
 A class list is validated once, up front, so a typo never costs a backbone pass: it must not be
 empty, no name may be blank, and no name may repeat (compared case-insensitively, since
@@ -65,7 +65,7 @@ def class_text_embeddings(backbone, classes: Sequence[str], templates: Sequence[
     """``t_c`` for every class, float32 ``[C, d]``, unit norm, read-only.
 
     Every template's embedding is L2-normalised, averaged over the templates and renormalised
-    (SPEC §6). Class names are used as given (folder names' underscores should be replaced first).
+    (docs/method.md §6). Class names are used as given (folder names' underscores should be replaced first).
     """
     import torch
 

@@ -44,7 +44,12 @@ class AxisTaps:
 
     @classmethod
     def make(cls, n_out: int, n_in: int, scale: float) -> "AxisTaps":
-        src = (np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5
+        return cls.at((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5, n_in)
+
+    @classmethod
+    def at(cls, src: np.ndarray, n_in: int) -> "AxisTaps":
+        """Taps reading an ``n_in`` grid at source coordinates ``src`` (grid-cell units, cell
+        centres at 0, 1, …), e.g. the pixels of one sliding window in its own grid."""
         # torch clamps negative sources to 0; beyond the last centre both taps read the same
         # value, which clipping to n_in − 1 reproduces.
         src = np.clip(src, 0.0, n_in - 1)

@@ -1,4 +1,4 @@
-"""Open-vocabulary segmentation explained concept by concept (SPEC §6).
+"""Open-vocabulary segmentation explained concept by concept (docs/method.md §6).
 
 Per pixel ``p`` (after bilinear upsampling of the patch codes):
 ``x̂(p) = z(p) W_dec + b_dec``, ``logit_c(p) = 100 · ⟨x̂(p)/‖x̂(p)‖, t_c⟩``, softmax over classes.
@@ -17,12 +17,19 @@ its pixels; ``z_j(p)`` is linear in the grid codes, so that sum is ``100 · S_jc
 with ``U_c`` the adjoint upsampling of ``1[p ∈ segment] / ‖x̂(p)‖`` — one sparse product per
 class. Contributions plus bias add up to the summed logit.
 
-**Background (FOUND, SPEC §1.4).** With the backbone's background logits (upsampled the same
+**Background (FOUND, docs/method.md §1.4).** With the backbone's background logits (upsampled the same
 way), a pixel is background when ``sigmoid(logit) ≤ 0.5`` and its largest class probability is
 below δ = 0.99; background gets the extra label ``C``.
 
 **Opaque reference.** The same prediction from the raw backbone features ``x(p)`` instead of
 ``x̂(p)``, for comparison (with a lossless SAE the two agree).
+
+**Window modes.** Labels come either from this one grid (``window_mode="fast"``: the engine
+averaged the features of overlapping windows, then encoded once) or are given from the reference
+per-window path (``"reference"``, :mod:`.windows`: each window encoded, class probabilities
+averaged). In the second case the explanations still decompose this grid's logits, summed over
+the given segments: per-window probabilities averaged over windows have no exact linear
+decomposition.
 """
 
 from __future__ import annotations
@@ -96,6 +103,8 @@ class SegmentationResult:
     bias_similarity: np.ndarray   # float64 [C]: ⟨b_dec, t_c⟩
     gram: NeighbourGram
     sampler: GridSampler
+    #: "fast" (labels from this grid) or "reference" (per-window probabilities averaged; see the module docstring)
+    window_mode: str = "fast"
 
     @property
     def n_classes(self) -> int:
@@ -146,13 +155,18 @@ class SegmentationResult:
 def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_rows: np.ndarray,
             concepts: np.ndarray, b_dec: np.ndarray, text: np.ndarray, class_names: Sequence[str],
             sampler: GridSampler, *, background_logits: np.ndarray | None = None, concept_names: Any = None,
-            delta: float = BACKGROUND_DELTA, chunk_pixels: int = CHUNK_PIXELS) -> SegmentationResult:
+            delta: float = BACKGROUND_DELTA, chunk_pixels: int = CHUNK_PIXELS, given: Any = None,
+            ) -> SegmentationResult:
     """Segment the output of ``sampler`` (usually the original image) into ``class_names``.
 
     ``x_hat`` / ``features``: SAE reconstruction and raw backbone features on the grid, [h·w, d];
     ``decoder_rows`` [n, d]: ``W_dec`` rows of ``concepts`` (ascending, a superset of the concepts
     active in ``codes``); ``text`` [C, d]: unit class embeddings; ``background_logits`` [h, w]
     or None; ``concept_names``: names of ``concepts`` (sequence) or a function ``id → name``.
+    ``given``: labels already decided elsewhere — anything with ``labels``, ``max_probability``,
+    ``opaque_labels`` [H, W], ``background_label`` and ``window_mode`` (a
+    :class:`.windows.WindowSegmentation`); the
+    segments and their explanations are then computed over those labels.
     """
     h, w = codes.grid
     concepts = np.asarray(concepts, dtype=np.int64)
@@ -168,24 +182,33 @@ def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_
     x_hat = np.asarray(x_hat, dtype=np.float64).reshape(h, w, d)
     features = np.asarray(features, dtype=np.float64).reshape(h, w, d)
     gram = NeighbourGram.of(x_hat)
-    concept_path = _Path(sampler, (x_hat @ text.T).transpose(2, 0, 1), gram)
-    opaque_path = _Path(sampler, (features @ text.T).transpose(2, 0, 1), NeighbourGram.of(features))
+    concept_path = PixelLogits(sampler, (x_hat @ text.T).transpose(2, 0, 1), gram)
+    opaque_path = None if given is not None else PixelLogits(sampler, (features @ text.T).transpose(2, 0, 1),
+                                                             NeighbourGram.of(features))
     hbg = sampler.horizontal(np.asarray(background_logits, np.float32).reshape(1, h, w)) if background_logits is not None else None
 
     n_labels = n_classes + (hbg is not None)
+    if given is not None and (given.labels.shape != tuple(sampler.out)
+                              or given.background_label != (n_classes if hbg is not None else None)):
+        raise ValueError("the given labels do not match this image's size, classes and background")
     dtype = np.uint8 if n_labels <= 256 else np.uint16
-    labels = np.empty(sampler.out, dtype=dtype)
-    opaque = np.empty(sampler.out, dtype=dtype)
-    max_prob = np.empty(sampler.out, dtype=np.float32)
+    if given is None:
+        labels, opaque = np.empty(sampler.out, dtype=dtype), np.empty(sampler.out, dtype=dtype)
+        max_prob = np.empty(sampler.out, dtype=np.float32)
+    else:  # shared, not copied: they are read-only and would double the peak memory of a large image
+        labels, opaque, max_prob = given.labels, given.opaque_labels, given.max_probability
     acc = np.zeros((n_classes, h + 1, sampler.out[1]))  # adjoint of 1[p ∈ segment c] / ‖x̂(p)‖
     logit_sum, inv_norm_sum = np.zeros(n_classes), np.zeros(n_classes)
     pixels = np.zeros(n_labels, dtype=np.int64)
     for rows in sampler.row_chunks(chunk_pixels):
-        bg = sampler.vertical(hbg, rows)[0] <= 0 if hbg is not None else None  # sigmoid ≤ 0.5
         logits, inv_norm = concept_path.logits(rows)
-        lab, prob = _labels(logits, bg, delta, n_classes)
-        labels[rows], max_prob[rows] = lab, prob
-        opaque[rows] = _labels(opaque_path.logits(rows)[0], bg, delta, n_classes)[0]
+        if given is None:
+            bg = sampler.vertical(hbg, rows)[0] <= 0 if hbg is not None else None  # sigmoid ≤ 0.5
+            lab, prob = _labels(logits, bg, delta, n_classes)
+            labels[rows], max_prob[rows] = lab, prob
+            opaque[rows] = _labels(opaque_path.logits(rows)[0], bg, delta, n_classes)[0]
+        else:
+            lab = labels[rows]
         pixels += np.bincount(lab.ravel(), minlength=n_labels)
         u = np.zeros((n_classes, *lab.shape))
         for c in range(n_classes):
@@ -213,10 +236,11 @@ def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_
     for arr in (labels, opaque, max_prob, similarity, bias_similarity, concepts):
         arr.flags.writeable = False
     return SegmentationResult(class_names, n_classes if hbg is not None else None, labels, max_prob, opaque,
-                              tuple(segments), codes, concepts, names, similarity, bias_similarity, gram, sampler)
+                              tuple(segments), codes, concepts, names, similarity, bias_similarity, gram, sampler,
+                              "fast" if given is None else given.window_mode)
 
 
-class _Path:
+class PixelLogits:
     """Per-pixel logits from grid maps ``A_c = ⟨v(q), t_c⟩`` and the Gram of the vectors ``v``."""
 
     def __init__(self, sampler: GridSampler, numerators: np.ndarray, gram: NeighbourGram):
