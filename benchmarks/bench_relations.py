@@ -1,4 +1,4 @@
-"""Benchmark of the relation pass (SPEC §4): speed and memory of RelationsAccumulator at the
+"""Benchmark of the relation pass (docs/method.md §4): speed and memory of RelationsAccumulator at the
 reference size (m = 8192, k = 12, batches of 16 k tokens) against the dense storage the authors
 use (a [m, 30, m] float32 top-30 tensor ≈ 8 GB plus two dense m×m float32 matrices ≈ 0.5 GB).
 
@@ -31,7 +31,7 @@ GB = 1e9
 class SyntheticCodes:
     """A stream of [n, k] top-k codes with structure.
 
-    * Levels as in the reference SAE (group fractions of SPEC §2); every concept below level 1
+    * Levels as in the reference SAE (group fractions of docs/method.md §2); every concept below level 1
       has a parent one level up, so each concept has an ancestor chain of up to 5 concepts.
     * Each token belongs to a *topic* (Zipf-popular, ``n_topics`` of them), whose vocabulary is
       ``topic_size`` concepts of levels ≥ 3. A token fires ``seeds`` concepts of its topic
@@ -89,7 +89,7 @@ class SyntheticCodes:
 
 
 def _group_sizes(m: int) -> list[int]:
-    """SPEC §2 group sizes (same as sae.config.group_sizes_from_fractions, which would import torch
+    """docs/method.md §2 group sizes (same as sae.config.group_sizes_from_fractions, which would import torch
     through the sae package and blur the memory baseline)."""
     sizes = [int(f * m) for f in (0.008, 0.03, 0.06, 0.12, 0.24)]
     return sizes + [m - sum(sizes)]

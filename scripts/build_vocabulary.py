@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the bundled naming vocabularies in ``resources/vocab/`` (SPEC §5).
+"""Build the bundled naming vocabularies in ``resources/vocab/`` (docs/method.md §5).
 
 * ``english.txt`` — the ~20 000 most frequent English words from ``wordfreq`` (Speer 2022),
   keeping lowercase alphabetic words of at least three letters and dropping function words,

@@ -92,7 +92,7 @@ def demo_model_path() -> Path | None:
 
 
 def _print_map(z_map: np.ndarray, title: str) -> None:
-    heat = z_map ** 2  # display rule of SPEC §3: square, divide by max
+    heat = z_map ** 2  # display rule of docs/method.md §3: square, divide by max
     if heat.max() <= 0:
         return
     heat = heat / heat.max()
@@ -186,7 +186,7 @@ def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False
         print(f" {j:>7}  {sae.config.level_of(int(j)):>5}  {image_vec[j]:>7.3f}  {np.count_nonzero(z[:, j]):>7}")
     if len(top):
         j = int(top[0])
-        heat = z[:, j].reshape(h, w) ** 2  # display rule of SPEC §3: square, divide by max
+        heat = z[:, j].reshape(h, w) ** 2  # display rule of docs/method.md §3: square, divide by max
         heat = heat / heat.max()
         print(f"\nwhere concept {j} fires (squared activation, one character per patch):")
         for row in heat:

@@ -1,5 +1,5 @@
 """Concept naming: vanilla and hierarchy-aware concept embeddings, and the best words for them
-(SPEC §5).
+(docs/method.md §5).
 
 A concept's *embedding* is where the SAE decoder puts it in the backbone's text-aligned space;
 its *name* is the vocabulary term (in one of three template families) with the highest cosine.
@@ -41,8 +41,8 @@ from .vocab import (  # noqa: F401 — re-exported: naming.py is the public entr
 )
 from .vocab import _as_float32, _normalise_rows
 
-TAU = 0.75          # SPEC §4: j is a parent of i when D̂_ij > τ
-SCALE = 1.33        # SPEC §5: s = 1.33 · mean_i ‖μ_i‖
+TAU = 0.75          # docs/method.md §4: j is a parent of i when D̂_ij > τ
+SCALE = 1.33        # docs/method.md §5: s = 1.33 · mean_i ‖μ_i‖
 METHODS = ("vanilla", "hierarchy", "release")  # release: names imported from the authors' files
 NAMES_FORMAT = "insight-concept-names"
 NAMES_VERSION = 1
@@ -91,7 +91,7 @@ def _row_norms(M: sp.csr_matrix) -> np.ndarray:
 
 def hierarchy_concept_embeddings(W_dec: Any, b_dec: Any, d_hat: Any, mu: Any,
                                  tau: float = TAU, scale: float = SCALE) -> np.ndarray:
-    """Insight's hierarchy-aware concept embeddings ``[m, d]`` float32 (SPEC §5).
+    """Insight's hierarchy-aware concept embeddings ``[m, d]`` float32 (docs/method.md §5).
 
     ``d_hat`` (D̂_ij = D_ij / D_ii) and ``mu`` (row i = mean code over i's top patches) are
     ``[m, m]`` scipy sparse matrices (dense arrays are accepted). Everything stays sparse:

@@ -1,4 +1,4 @@
-"""Concept relations (SPEC §4): one streaming pass over a token store → :class:`Relations`.
+"""Concept relations (docs/method.md §4): one streaming pass over a token store → :class:`Relations`.
 
 This module is the entry point; the parts live next to it:
 

@@ -1,4 +1,4 @@
-"""Streaming accumulation of every SPEC §4 statistic over batches of sparse concept codes.
+"""Streaming accumulation of every docs/method.md §4 statistic over batches of sparse concept codes.
 
 :class:`RelationsAccumulator` combines three parts, each vectorised over a whole batch (no
 Python loop over tokens or concepts):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-#: SPEC §4: a concept is *active* on a token when its code exceeds ε.
+#: docs/method.md §4: a concept is *active* on a token when its code exceeds ε.
 DEFAULT_EPS = 1e-3
 
 

@@ -1,4 +1,4 @@
-"""The concept relations of SPEC §4 as an immutable value: statistics, parents, display tree, μ.
+"""The concept relations of docs/method.md §4 as an immutable value: statistics, parents, display tree, μ.
 
 ``Relations`` holds the raw statistics (f, C, D, top tokens and their codes) and derives the rest
 lazily (each derived value is computed once and cached):
@@ -10,10 +10,10 @@ lazily (each derived value is computed once and cached):
   more general to the less general concept are dropped. "More general" is the order
   (f larger, then lower level number, then lower index). For the common case — two concepts that
   always fire together, D̂_ij > τ and D̂_ji > τ — exactly one edge survives, towards the more
-  frequent concept. Edges outside cycles are all kept, as SPEC §4 asks; the result provably has
+  frequent concept. Edges outside cycles are all kept, as docs/method.md §4 asks; the result provably has
   no cycle (a cycle of kept edges would lie inside one component, where every kept edge goes
   strictly up the order).
-* Display tree **(ours, SPEC §4)** — each concept hangs under its parent with the largest D̂_ij;
+* Display tree **(ours, docs/method.md §4)** — each concept hangs under its parent with the largest D̂_ij;
   ties go to the rarer parent (smaller f), then the lower level number, then the lower index.
 * μ_i — the mean code over concept i's top tokens (divided by the number of top tokens found,
   at most ``top_n``), as a CSR [m, m].

@@ -1,4 +1,4 @@
-"""Streaming sparse sums C_ij = Σ_t A_i A_j and D_ij = Σ_t z_i A_j (SPEC §4) in memory ∝ nnz.
+"""Streaming sparse sums C_ij = Σ_t A_i A_j and D_ij = Σ_t z_i A_j (docs/method.md §4) in memory ∝ nnz.
 
 How the sums are kept, and why:
 

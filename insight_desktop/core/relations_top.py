@@ -1,4 +1,4 @@
-"""Per-concept top tokens (SPEC §4: the 30 tokens with the largest z_i) with their code vectors.
+"""Per-concept top tokens (docs/method.md §4: the 30 tokens with the largest z_i) with their code vectors.
 
 A fixed table ``[m, top_n]`` of (value, global token id), sorted by value descending, ties by the
 smaller token id — so the table does not depend on how the stream is cut into batches.

@@ -1,4 +1,4 @@
-"""Vocabularies, text templates and the cached text embeddings of every word (SPEC §5).
+"""Vocabularies, text templates and the cached text embeddings of every word (docs/method.md §5).
 
 A word is embedded three times, once per *template family* (noun, adjective, verb): every
 template of the family is encoded and L2-normalised, the family's embeddings are averaged and
@@ -42,7 +42,7 @@ class NamingCancelled(NamingError):
 
 FAMILIES: tuple[str, ...] = ("noun", "adjective", "verb")
 
-#: Ten templates per family; the first ones are the SPEC's examples. Noun templates name a
+#: Ten templates per family; the first ones are the examples of docs/method.md §5. Noun templates name a
 #: thing, adjective templates a property of something, verb templates an action (the verb
 #: templates accept base forms and -ing forms alike, as a frequency list contains both).
 TEMPLATE_FAMILIES: dict[str, tuple[str, ...]] = {

@@ -1,4 +1,4 @@
-"""The clip-dinoiser backbone (SPEC §1) against hand computations on a tiny real OpenCLIP model."""
+"""The clip-dinoiser backbone (docs/method.md §1) against hand computations on a tiny real OpenCLIP model."""
 
 from __future__ import annotations
 

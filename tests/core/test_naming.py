@@ -254,7 +254,7 @@ def test_hierarchy_aware_naming_names_the_delta_child_correctly(planted, planted
 
 
 def dense_reference(W, b, d_hat, mu, tau=0.75, scale=1.33):
-    """SPEC §5 written densely and literally."""
+    """docs/method.md §5 written densely and literally."""
     Dh = np.nan_to_num(np.asarray(d_hat, dtype=np.float64), nan=0.0)
     R = Dh * (Dh > tau)
     np.fill_diagonal(R, 1.0)

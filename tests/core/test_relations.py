@@ -1,4 +1,4 @@
-"""Concept relations (SPEC §4): sparse statistics vs. brute force, planted hierarchies, DAG rule,
+"""Concept relations (docs/method.md §4): sparse statistics vs. brute force, planted hierarchies, DAG rule,
 streaming/resume invariance, file round trips, and one pass over a real token store."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ EPS = 1e-3
 
 # ----------------------------------------------------------------------------- helpers
 def brute_force(z: np.ndarray, token_ids: np.ndarray, top_n: int, eps: float = EPS) -> dict:
-    """Dense reference of every SPEC §4 statistic, written as plainly as possible."""
+    """Dense reference of every docs/method.md §4 statistic, written as plainly as possible."""
     n, m = z.shape
     active = z > eps
     zz = np.where(active, z, 0).astype(np.float64)

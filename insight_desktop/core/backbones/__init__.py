@@ -1,4 +1,4 @@
-"""Backbones: dense language-aligned patch features and text embeddings (SPEC §1)."""
+"""Backbones: dense language-aligned patch features and text embeddings (docs/method.md §1)."""
 
 from .base import (
     Backbone,

@@ -1,4 +1,4 @@
-"""The reference backbone: CLIP-DINOiser on an OpenCLIP ViT (SPEC §1).
+"""The reference backbone: CLIP-DINOiser on an OpenCLIP ViT (docs/method.md §1).
 
 Dense features are MaskCLIP's value-path features of the last ViT block (F_mc); with
 CLIP-DINOiser's ``last.pt`` they are pooled over patches whose ``obj_proj`` embeddings
@@ -24,7 +24,7 @@ from .openclip_loading import (
     resolve_pretrained,
 )
 
-#: correlation threshold of DINOiser pooling (SPEC §1.3)
+#: correlation threshold of DINOiser pooling (docs/method.md §1.3)
 GAMMA = 0.2
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -35,7 +35,7 @@ NO_DINOISER_NOTICE = (
 
 
 def maskclip_value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """MaskCLIP's value path through one open_clip ``ResidualAttentionBlock`` (SPEC §1.2).
+    """MaskCLIP's value path through one open_clip ``ResidualAttentionBlock`` (docs/method.md §1.2).
 
     The attention is replaced by its value projection alone, so every token only sees itself:
     ``v = x + ls_1(out_proj(W_v ln_1(x) + b_v))``, ``v = v + ls_2(mlp(ln_2(v)))``. All operations
@@ -54,7 +54,7 @@ def maskclip_value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def dinoiser_pool(features: torch.Tensor, proj: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:
-    """CLIP-DINOiser's correlation pooling (SPEC §1.3).
+    """CLIP-DINOiser's correlation pooling (docs/method.md §1.3).
 
     ``features`` [B, d, h, w] (F_mc), ``proj`` [B, c, h, w] (``obj_proj`` output). With P the
     per-patch L2-normalised ``proj``, ``corr = PᵀP`` with entries below ``gamma`` set to 0, and
@@ -120,7 +120,7 @@ class ClipDinoiserBackbone:
         self.feature_dim = int(self.visual.proj.shape[1])
         self.width = int(self.visual.proj.shape[0])
         n_blocks = len(self.visual.transformer.resblocks)
-        #: block whose ln_2 output feeds the DINOiser heads: the third from last (SPEC §1.3)
+        #: block whose ln_2 output feeds the DINOiser heads: the third from last (docs/method.md §1.3)
         self.layer_index = max(0, n_blocks - 3)
         self.batch_first = bool(getattr(self.visual.transformer, "batch_first", True))
         self.preprocessing = Preprocessing(

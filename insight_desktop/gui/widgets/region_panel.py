@@ -1,7 +1,7 @@
 """The concepts at a clicked patch (or in a Ctrl+dragged rectangle), strongest first.
 
 Reads the sparse codes already in the Analysis: a concept's strength in the region is its
-largest code over the region's patches (the image-level rule of SPEC §3, restricted to them).
+largest code over the region's patches (the image-level rule of docs/method.md §3, restricted to them).
 """
 
 from __future__ import annotations
