@@ -44,12 +44,13 @@ def build(tmp: Path, device: str, d: int, m: int, k: int, size: int):
     from insight_desktop.core.backbones import BackboneSpec
     from insight_desktop.core.backbones.clip_dinoiser import ClipDinoiserBackbone
     from insight_desktop.core.backbones.openclip_loading import OBJ_PROJ_DIM, load_dinoiser_heads
-    from insight_desktop.core.bundle import write_bundle
+    from insight_desktop.core.concepts.bundle import write_bundle
+    from insight_desktop.core.concepts.codes import SparseCodes
+    from insight_desktop.core.concepts.compute import compute_relations_from_codes
+    from insight_desktop.core.concepts.naming import ConceptNames
     from insight_desktop.core.devices import resolve_device
     from insight_desktop.core.images import load_image
-    from insight_desktop.core.naming import ConceptNames
     from insight_desktop.core.paths import sample_images
-    from insight_desktop.core.relations import SparseCodes, compute_relations_from_codes
     from insight_desktop.core.sae import MatryoshkaSAE, SAEConfig
 
     torch.manual_seed(0)
@@ -81,7 +82,8 @@ def build(tmp: Path, device: str, d: int, m: int, k: int, size: int):
         a = sae.pre_activations(x)
         sae.threshold.fill_(float(a.flatten().topk(k * x.shape[0]).values[-1]))  # ≈ k active per patch
         z = sae.encode(x)
-    relations = compute_relations_from_codes([(SparseCodes.from_dense(z), np.arange(x.shape[0]))], m, sae.config.group_ends)
+    relations = compute_relations_from_codes([(SparseCodes.from_dense(z), np.arange(x.shape[0]))], m,
+                                             sae.config.group_ends)
     names = ConceptNames(names=tuple(f"concept {i}" for i in range(m)), candidates=((),) * m, method="vanilla")
     bundle = write_bundle(tmp / "model", backbone={"id": backbone.id, "spec": spec.to_dict(), "feature_dim": d},
                           sae=sae, relations=relations, names=names, provenance={"images": 1, "tokens": x.shape[0]})
@@ -124,7 +126,8 @@ def main(argv=None) -> int:
         print(f"{s:<34} {1e3 * stage[s]:9.1f} {stage[s] / stage['backbone']:11.3f}")
     print(f"{'total per image':<34} {1e3 * statistics.median(totals):9.1f}")
     print(f"{'overhead beyond the backbone':<34} {'':9} {statistics.median(ratios):11.3f}   (target ≤ 0.15)")
-    print(f"{'class prompts (once per class list)':<34} {1e3 * text_s:9.1f}   ({len(classes)} classes × 80 templates, cached)")
+    print(f"{'class prompts (once per class list)':<34} {1e3 * text_s:9.1f}   "
+          f"({len(classes)} classes × 80 templates, cached)")
     if args.json:
         print(json.dumps({"stages_s": stage, "overhead": statistics.median(ratios), "text_s": text_s,
                           "device": str(analyzer.device), "grid": list(a.grid)}, indent=2))

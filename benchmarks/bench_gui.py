@@ -45,7 +45,7 @@ def child(t0: float) -> None:
     app.processEvents()
     out["first heatmap"] = time.time() - t0
     out["model load + analysis (worker)"] = time.time() - requested
-    doc, canvas = window.document, window.canvas
+    doc = window.document
     # The baseline: a worker round trip for the same image (model already loaded).
     window.requests.forget()
     doc.set_classes(doc.classes + ("table",))
@@ -82,21 +82,24 @@ def main() -> None:
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1", "BENCH_TMP": tmp}
         t0 = time.time()
         proc = subprocess.run([sys.executable, __file__, "--child", repr(t0)], env=env, capture_output=True, text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if line is None:
         sys.exit(f"the app did not finish:\n{proc.stdout}\n{proc.stderr}")
     r = json.loads(line[6:])
     base = r["analysis round trip (baseline)"]
-    print(f"Insight Desktop GUI benchmark — demo model on {r['device']}, chelsea {r['image size'][1]}×{r['image size'][0]} px")
+    print(f"Insight Desktop GUI benchmark — demo model on {r['device']}, "
+          f"chelsea {r['image size'][1]}×{r['image size'][0]} px")
     print(f"{'measure':<34}{'time':>12}{'vs analysis':>14}")
-    print(f"{'launch → window shown':<34}{r['window shown']:>10.2f} s{'':>14}   (torch imported: {r['torch imported at window shown']})")
+    print(f"{'launch → window shown':<34}{r['window shown']:>10.2f} s{'':>14}   "
+          f"(torch imported: {r['torch imported at window shown']})")
     print(f"{'launch → first heatmap':<34}{r['first heatmap']:>10.2f} s")
     print(f"{'  of which model load + analysis':<34}{r['model load + analysis (worker)']:>10.2f} s")
     print(f"{'analysis round trip (baseline)':<34}{base * 1000:>10.0f} ms{1.0:>13.3f}×")
     for key in ("switch concept (new)", "switch concept (seen)", "opacity", "threshold", "colormap"):
         v = r[key]
         med, worst = statistics.median(v), max(v)
-        print(f"{'re-render: ' + key:<34}{med * 1000:>10.1f} ms{med / base:>13.4f}×   (max {worst * 1000:.1f} ms, n={len(v)})")
+        print(f"{'re-render: ' + key:<34}{med * 1000:>10.1f} ms{med / base:>13.4f}×   "
+              f"(max {worst * 1000:.1f} ms, n={len(v)})")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def _draw(rng, cdf: np.ndarray, size) -> np.ndarray:
 # ------------------------------------------------------------------------------- child
 def child(args) -> dict:
     """One measured run; ``args.mode`` is 'baseline', 'pass' or 'full' (pass + relations + derived)."""
-    from insight_desktop.core.relations import RelationsAccumulator, SparseCodes
+    from insight_desktop.core.concepts.codes import SparseCodes
+    from insight_desktop.core.concepts.compute import RelationsAccumulator
 
     gen = SyntheticCodes(m=args.m, k=args.k, seed=args.seed)
     acc = RelationsAccumulator(args.m, top_n=args.top_n) if args.mode != "baseline" else None

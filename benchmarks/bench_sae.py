@@ -106,8 +106,7 @@ def loss_parity(args) -> dict | str:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from insight_desktop.core.sae import MatryoshkaSAE, SAEConfig
-    from insight_desktop.core.sae import sparse_step
+    from insight_desktop.core.sae import MatryoshkaSAE, SAEConfig, sparse_step
 
     if not BENCH_PYTHON.exists():
         return "reference not installed: run benchmarks/setup_bench_env.sh"

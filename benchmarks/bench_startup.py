@@ -47,7 +47,7 @@ def run(cmd: list[str], home: Path) -> tuple[float, str]:
     wall = time.monotonic() - t0
     if out.returncode != 0:
         raise SystemExit(f"{cmd[0]} --self-test failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    line = next(l for l in out.stdout.splitlines() if l.startswith("self-test passed"))
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("self-test passed"))
     return wall, line
 
 

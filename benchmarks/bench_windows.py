@@ -23,9 +23,10 @@ import time
 
 import numpy as np
 
-from insight_desktop.core.engine import Analyzer, analysis_size
+from insight_desktop.core.engine import Analyzer
 from insight_desktop.core.images import load_image, tile_boxes
 from insight_desktop.core.paths import resource_path
+from insight_desktop.core.tasks.windows import analysis_size
 
 PHOTOS = {  # sample photo → class prompt named by its content (as benchmarks/quality.py)
     "chelsea.png": "cat", "coffee.png": "coffee cup", "rocket.jpg": "rocket", "astronaut.png": "astronaut",
@@ -41,8 +42,8 @@ def overlap_mask(image_size: tuple[int, int], window: int = 448, stride: int = 2
     count = np.zeros(image_size, np.int32)
     ys = (np.arange(image_size[0]) + 0.5) * size[0] / image_size[0]
     xs = (np.arange(image_size[1]) + 0.5) * size[1] / image_size[1]
-    for t, l, b, r in tile_boxes(size[0], size[1], window, stride):
-        count[np.ix_((ys >= t) & (ys < b), (xs >= l) & (xs < r))] += 1
+    for top, left, bottom, right in tile_boxes(size[0], size[1], window, stride):
+        count[np.ix_((ys >= top) & (ys < bottom), (xs >= left) & (xs < right))] += 1
     return count > 1
 
 
@@ -74,10 +75,10 @@ def main(argv=None) -> int:
     kw = dict(background=args.background)
     for name in PHOTOS:
         rgb = load_image(resource_path("samples", name))
-        t_fast, fast = best_time(lambda: analyzer.analyze(rgb, classes, classify=False, **kw), args.repeat)
-        t_ref, ref = best_time(lambda: analyzer.segment_windows(rgb, classes, **kw), args.repeat)
-        t_full, _ = best_time(lambda: analyzer.analyze(rgb, classes, classify=False, window_mode="reference", **kw),
-                              args.repeat)
+        t_fast, fast = best_time(lambda rgb=rgb: analyzer.analyze(rgb, classes, classify=False, **kw), args.repeat)
+        t_ref, ref = best_time(lambda rgb=rgb: analyzer.segment_windows(rgb, classes, **kw), args.repeat)
+        t_full, _ = best_time(lambda rgb=rgb: analyzer.analyze(rgb, classes, classify=False, window_mode="reference",
+                                                               **kw), args.repeat)
         seg = fast.segmentation
         overlap = overlap_mask(rgb.shape[:2])
         differ = seg.labels != ref.labels

@@ -53,8 +53,9 @@ def main() -> None:
         loss_and_grads(args)
         return
 
-    import torch
     import importlib.metadata as md
+
+    import torch
 
     Trainer = _import_trainer()
     torch.manual_seed(0)

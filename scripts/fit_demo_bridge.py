@@ -78,7 +78,8 @@ def _version(dist: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output file (default {DEFAULT_OUT.relative_to(REPO)})")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                    help=f"output file (default {DEFAULT_OUT.relative_to(REPO)})")
     ap.add_argument("--float32", action="store_true", help="store float32 even if float16 keeps the accuracy")
     args = ap.parse_args(argv)
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "description": "ridge bridge: MiniLM prompt embedding x [384] -> x @ W + b ~ EfficientNet-Lite0 classifier row [1280]",
+        "description": "ridge bridge: MiniLM prompt embedding x [384] -> x @ W + b "
+                       "~ EfficientNet-Lite0 classifier row [1280]",
         "template": TEMPLATE,
         "classes": "open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES",
         "lambda": f"{best:.6g}",

@@ -21,7 +21,7 @@ def main() -> int:
     if not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from PySide6.QtCore import QPoint, QSettings, Qt
+    from PySide6.QtCore import QSettings, Qt
     from PySide6.QtTest import QTest
 
     from insight_desktop.core.paths import resource_path

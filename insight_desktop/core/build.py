@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .errors import StoppedByUser
 from .fileio import atomic_write_bytes, read_json
 
 STAGES = ("features", "sae", "relations", "names", "thumbnails", "bundle")
@@ -49,7 +50,7 @@ class BuildOptions:
         return d
 
 
-class BuildStopped(Exception):
+class BuildStopped(StoppedByUser):
     """The user stopped the build; running it again resumes."""
 
 
@@ -84,8 +85,8 @@ def build_model(source: str | Path, out: str | Path, backbone, options: BuildOpt
     names = _names(sae, relations, work, backbone, options, report, stop)
     thumbs = _thumbnails(store, backbone, relations, work, options, report, stop)
 
-    from .bundle import write_bundle
-    from .thumbnails import read_thumbnails
+    from .concepts.bundle import write_bundle
+    from .concepts.thumbnails import read_thumbnails
 
     report(StageProgress("bundle", 0, 1))
     provenance = {"source": str(Path(source).resolve()), "images": store.n_images, "tokens": store.n_tokens,
@@ -162,7 +163,8 @@ def _sae(store, work, options, device, report, stop):
 
 
 def _relations(store, sae, work, options, device, report, stop):
-    from .relations import Relations, compute_relations
+    from .concepts.compute import compute_relations
+    from .concepts.relations import Relations
 
     path = work / "relations.safetensors"
     if path.exists():
@@ -181,7 +183,7 @@ def _relations(store, sae, work, options, device, report, stop):
 
 
 def vocabularies_for(options_vocab: Sequence[str], use_default: bool):
-    from .naming import NamingError, default_vocabularies, load_vocabulary
+    from .concepts.naming import NamingError, default_vocabularies, load_vocabulary
 
     vocabs = list(default_vocabularies()) if use_default else []
     vocabs += [load_vocabulary(p) for p in options_vocab]
@@ -191,7 +193,7 @@ def vocabularies_for(options_vocab: Sequence[str], use_default: bool):
 
 
 def _names(sae, relations, work, backbone, options, report, stop):
-    from .naming import ConceptNames, NamingCancelled, embed_vocabulary, name_model
+    from .concepts.naming import ConceptNames, NamingCancelled, embed_vocabulary, name_model
 
     path = work / "names.json"
     if path.exists():
@@ -199,11 +201,13 @@ def _names(sae, relations, work, backbone, options, report, stop):
     report(StageProgress("names", 0, 1))  # the display names the stage at once
     vocabs = vocabularies_for(options.vocabularies, options.default_vocabularies)
     embedded = []
+
+    def vocabulary_progress(n: int, name: str) -> Callable[[int, int], None]:
+        return lambda done, total: report(StageProgress("names", n + done / max(total, 1), len(vocabs), name))
+
     for n, vocab in enumerate(vocabs):
         try:
-            emb = embed_vocabulary(backbone, vocab, should_stop=stop,
-                                   on_progress=lambda done, total, n=n: report(
-                                       StageProgress("names", n + done / max(total, 1), len(vocabs), vocab.name)))
+            emb = embed_vocabulary(backbone, vocab, should_stop=stop, on_progress=vocabulary_progress(n, vocab.name))
         except NamingCancelled:
             raise _stopped("naming") from None
         embedded.append((emb, vocab))
@@ -216,7 +220,7 @@ def _names(sae, relations, work, backbone, options, report, stop):
 
 
 def _thumbnails(store, backbone, relations, work, options, report, stop):
-    from .thumbnails import make_thumbnails
+    from .concepts.thumbnails import make_thumbnails
 
     report(StageProgress("thumbnails", 0, 1))  # the display names the stage at once
     summary = make_thumbnails(store, backbone.preprocessing, relations, work / "thumbnails",

@@ -11,11 +11,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
-from .paths import resource_path, sample_images, user_cache_dir
+from .paths import demo_model_path, resource_path, sample_images, user_cache_dir
+
+if TYPE_CHECKING:  # torch is imported when the demo runs, not when this module is
+    import torch
 
 SHADES = " .:-=+*#%@"
 
@@ -29,13 +33,14 @@ def _views(rgb: np.ndarray, n: int, size: int, rng: np.random.Generator) -> list
     for _ in range(n):
         side = int(min(h, w) * np.sqrt(rng.uniform(0.3, 1.0)))
         top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = Image.fromarray(rgb[top:top + side, left:left + side]).resize((size, size), Image.BICUBIC)
+        crop = Image.fromarray(rgb[top:top + side, left:left + side]).resize((size, size), Image.Resampling.BICUBIC)
         view = np.asarray(crop)
         views.append(view[:, ::-1].copy() if rng.random() < 0.5 else view)
     return views
 
 
-def _features(backbone, rgbs: list[np.ndarray], mode: str) -> np.ndarray:
+def _features(backbone, rgbs: list[np.ndarray], mode: str) -> list[torch.Tensor]:
+    """Dense features [d, h, w] of each image, float32 on the CPU."""
     import torch
 
     out = []
@@ -49,10 +54,10 @@ def _features(backbone, rgbs: list[np.ndarray], mode: str) -> np.ndarray:
 
 def prepare(cache: Path, device: str, log) -> tuple:
     """The tiny backbone and its SAE, built on first use and cached."""
-    from .backbones import create_backbone
     from .backbones.tiny import TINY_MODEL_NAME, TinyModelFiles, build_tiny_openclip
     from .images import load_image
     from .sae import ArrayTokenSource, SAEConfig, TrainConfig, group_sizes_from_fractions, load_sae, save_sae, train_sae
+    from .store.open_backbone import open_backbone
 
     folder = cache / "tiny-openclip"
     files = TinyModelFiles(folder / f"{TINY_MODEL_NAME}.json", folder / f"{TINY_MODEL_NAME}.safetensors",
@@ -60,8 +65,8 @@ def prepare(cache: Path, device: str, log) -> tuple:
     if not all(p.exists() for p in (files.config_path, files.checkpoint_path, files.dinoiser_path)):
         log("building a tiny, randomly initialised OpenCLIP model…")
         files = build_tiny_openclip(folder, seed=0)
-    backbone = create_backbone("clip-dinoiser", device=device, model=str(files.config_path),
-                               pretrained=str(files.checkpoint_path), dinoiser=str(files.dinoiser_path))
+    backbone = open_backbone("clip-dinoiser", device=device, model=str(files.config_path),
+                             pretrained=str(files.checkpoint_path), dinoiser=str(files.dinoiser_path))
     sae_path = cache / "sae.safetensors"
     if sae_path.exists():
         return backbone, load_sae(sae_path)
@@ -80,15 +85,7 @@ def prepare(cache: Path, device: str, log) -> tuple:
     return backbone, result.sae
 
 
-DEMO_MODEL = ("models", "demo-concepts.zip")
 DEMO_CLASSES = ("cat", "dog", "coffee cup", "rocket", "flower", "person", "building")
-
-
-def demo_model_path() -> Path | None:
-    from .paths import resources_dir
-
-    path = resources_dir().joinpath(*DEMO_MODEL)
-    return path if path.is_file() else None
 
 
 def _print_map(z_map: np.ndarray, title: str) -> None:
@@ -104,6 +101,7 @@ def _print_map(z_map: np.ndarray, title: str) -> None:
 def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto") -> None:
     """The bundled demo concept model (real weights) on a sample photo: named concepts, where they
     fire, and a zero-shot classification explained by concepts."""
+    from .concepts.names import NameBook
     from .engine import Analyzer
 
     t0 = time.monotonic()
@@ -111,7 +109,8 @@ def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto"
     path = Path(image) if image else resource_path("samples", "chelsea.png")
     analysis = analyzer.analyze(path, classes=list(DEMO_CLASSES))
     cls = analysis.classification
-    names = analyzer.model.names
+    assert cls is not None  # classes were given, so there is a zero-shot classification
+    names = NameBook(analyzer.model.names)  # the one place names are looked up
     print(f"Insight Desktop {__version__} — the bundled demo concept model")
     print(f"model     {model.name}: {analyzer.model.n_concepts} concepts, backbone {analyzer.backbone.id}")
     for notice in dict.fromkeys((*analyzer.notices, *analysis.notices)):  # once each, in order
@@ -121,16 +120,18 @@ def run_bundled_demo(model: Path, image: str | None = None, device: str = "auto"
     print(f"codes     FVU {analysis.faithfulness.fvu:.3f}, cosine(x, x̂) {analysis.faithfulness.cosine:.3f}")
     print("\n concept  name                  level  max act  patches  parents")
     for c in analysis.concepts[:10]:
-        parents = ", ".join(names.display_name(p) for p in c.parents[:2]) or "—"
-        print(f" {c.concept:>7}  {c.name[:20]:<20}  {c.level:>5}  {c.activation:>7.3f}  {c.patches:>7}  {parents}")
+        parents = ", ".join(names.name(p) for p in c.parents[:2]) or "—"
+        name = names.name(c.concept)[:20]
+        print(f" {c.concept:>7}  {name:<20}  {c.level:>5}  {c.activation:>7.3f}  {c.patches:>7}  {parents}")
     if analysis.concepts:
         top = analysis.concepts[0]
-        _print_map(analysis.concept_map(top.concept), f"where '{top.name}' fires (one character per patch):")
+        _print_map(analysis.concept_map(top.concept),
+                   f"where '{names.name(top.concept)}' fires (one character per patch):")
     order = np.argsort(-cls.probabilities)[:3]
     print("\nzero-shot classification through concepts:")
     for c in order:
         ranked = np.argsort(-cls.contributions[c])[:3]
-        why = ", ".join(f"{cls.concept_names[j]} {cls.contributions[c][j]:+.2f}" for j in ranked)
+        why = ", ".join(f"{names.name(cls.concepts[j])} {cls.contributions[c][j]:+.2f}" for j in ranked)
         print(f"  {cls.class_names[c]:<12} {cls.probabilities[c]:6.1%}   because of: {why}")
     print(f"\ndone in {time.monotonic() - t0:.1f} s. See it in the desktop app: insight-desktop (or make run).")
 
@@ -158,7 +159,7 @@ def run_demo(image: str | None = None, device: str = "auto", quiet: bool = False
     from PIL import Image
 
     small = np.asarray(Image.fromarray(rgb).resize((round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
-                                                   Image.BICUBIC))
+                                                   Image.Resampling.BICUBIC))
     f = _features(backbone, [small], "full")[0]
     d, h, w = f.shape
     x = f.reshape(d, h * w).T

@@ -184,7 +184,8 @@ def store_view(rgb: np.ndarray, preprocessing, mode: str, size: int) -> np.ndarr
 
         h, w = rgb.shape[:2]
         s = size / max(h, w)
-        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
+        new_size = (max(1, round(w * s)), max(1, round(h * s)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(new_size, Image.Resampling.BICUBIC))
     return rgb
 
 

@@ -14,22 +14,22 @@ from typing import Any, BinaryIO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically."""
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary binary file next to ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates owner-only files; give the result the usual permissions (or keep the old ones).
         try:
-            mode = path.stat().st_mode & 0o777
+            permissions = path.stat().st_mode & 0o777
         except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
+            permissions = 0o644
+        os.chmod(tmp, permissions)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,7 +38,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryI
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_output(path, "wb") as fh:
+    with atomic_output(path) as fh:
         fh.write(data)
 
 

@@ -20,10 +20,14 @@ import scipy.sparse as sp
 DEFAULT_MIN_SHARE = 0.01
 #: CLIP-DINOiser's last.pt in the model store (``insight models get clip-dinoiser``)
 STORE_DINOISER = "store:clip-dinoiser"
-#: the backbone the authors' SAE was trained on: F⁺ of CLIP-DINOiser on ViT-B/16 laion2b. Without
-#: ``last.pt`` the features would be plain MaskCLIP, which the released SAE never saw.
-REFERENCE_BACKBONE = {"name": "clip-dinoiser", "options": {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k",
-                                                            "dinoiser": STORE_DINOISER}}
+
+
+def reference_backbone(dinoiser: str | None = STORE_DINOISER) -> dict[str, object]:
+    """The spec of the backbone the authors' SAE was trained on: F⁺ of CLIP-DINOiser on ViT-B/16
+    laion2b, with ``dinoiser`` as its ``last.pt``. Without it the features would be plain MaskCLIP,
+    which the released SAE never saw."""
+    return {"name": "clip-dinoiser",
+            "options": {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k", "dinoiser": dinoiser}}
 
 
 class CFMImportError(ValueError):
@@ -111,9 +115,9 @@ def import_release(sae_file: str | Path, names_file: str | Path, out: str | Path
                    relations_file: str | Path | None = None, backbone: dict | None = None,
                    tau: float = 0.75, min_share: float = DEFAULT_MIN_SHARE, command: str = "") -> Path:
     """Turn the released files into a bundle at ``out``."""
-    from .bundle import write_bundle
-    from .naming import ConceptNames, NameCandidate
-    from .relations import Relations
+    from .concepts.bundle import write_bundle
+    from .concepts.naming import ConceptNames, NameCandidate
+    from .concepts.relations import Relations
     from .sae import import_dictionary_learning
 
     sae = import_dictionary_learning(sae_file)
@@ -133,7 +137,7 @@ def import_release(sae_file: str | Path, names_file: str | Path, out: str | Path
                                  candidates=tuple((NameCandidate(n, "noun", "release", 1.0),) if n else ()
                                                   for n in names),
                                  method="release")
-    spec = backbone or REFERENCE_BACKBONE
+    spec = backbone or reference_backbone()
     provenance = {"imported_from": {"sae": str(Path(sae_file).resolve()), "names": str(Path(names_file).resolve()),
                                     "relations": str(Path(relations_file).resolve()) if relations_file else None},
                   "min_share": min_share, "command": command}

@@ -12,7 +12,7 @@ def describe(path: Path) -> str:
         raise FileNotFoundError(f"'{path}' does not exist")
     suffix = path.suffix.lower()
     if (path / "manifest.json").is_file() or suffix == ".zip":
-        from .bundle import ConceptModel
+        from .concepts.bundle import ConceptModel
 
         model = ConceptModel.load(path, eager=False)
         sae = model.sae
@@ -69,7 +69,8 @@ def _describe_safetensors(path: Path) -> str:
         lines = [f"Insight SAE    {path}",
                  f"architecture   {cfg.architecture}",
                  f"size           d = {cfg.d_in}, {cfg.n_concepts} concepts, k = {cfg.k}",
-                 f"levels         {len(cfg.group_sizes)}: sizes {list(cfg.group_sizes)}, prefix ends {list(cfg.group_ends)}"]
+                 f"levels         {len(cfg.group_sizes)}: sizes {list(cfg.group_sizes)}, "
+                 f"prefix ends {list(cfg.group_ends)}"]
         if threshold is not None:
             from .sae.io import training_info_of
 

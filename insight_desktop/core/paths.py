@@ -25,6 +25,16 @@ def resource_path(*parts: str) -> Path:
     return path
 
 
+#: the demo concept model shipped with the app (``make demo-model`` builds it), under resources/
+DEMO_MODEL = ("models", "demo-concepts.zip")
+
+
+def demo_model_path() -> Path | None:
+    """The bundled demo concept model, or None in a checkout where it has not been built."""
+    path = resources_dir().joinpath(*DEMO_MODEL)
+    return path if path.is_file() else None
+
+
 def sample_images() -> list[Path]:
     folder = resources_dir() / "samples"
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})

@@ -1,7 +1,9 @@
 """Exported results: the label mask and every number behind the explanations.
 
 Written by the desktop app's File → Export and by ``insight analyze``. Every write is atomic
-(:mod:`.fileio`). Numbers are written with Python's shortest round-trip float
+(:mod:`.fileio`). An Analysis holds concept ids; the names written beside them come from the
+caller's ``name_of`` (the one name source, :class:`.concepts.names.NameBook`), so an export shows
+the names as they are now. Numbers are written with Python's shortest round-trip float
 repr, so reading a CSV back gives exactly the values of the Analysis.
 """
 
@@ -11,7 +13,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .fileio import atomic_write_bytes
 from .tasks.render import class_colours, label_png
@@ -44,8 +46,9 @@ def save_label_mask(path: str | Path, segmentation, colours: Sequence[tuple[int,
     return sidecar
 
 
-def contributions_rows(analysis) -> list[dict[str, Any]]:
-    """Every contribution in ``analysis`` as rows of :data:`COLUMNS` (None where a column does not apply).
+def contributions_rows(analysis, name_of: Callable[[int], str]) -> list[dict[str, Any]]:
+    """Every contribution in ``analysis`` as rows of :data:`COLUMNS` (None where a column does not apply),
+    concepts named by ``name_of(concept id)``.
 
     Per segment: each concept's contribution to the segment's summed logit and the bias (they add
     up to ``Segment.logit_sum``); per zero-shot and probe class: each concept's contribution to the
@@ -62,7 +65,7 @@ def contributions_rows(analysis) -> list[dict[str, Any]]:
             if s.label == seg.background_label:
                 continue  # FOUND's background has no concept explanation
             for c in s.contributions:
-                row("segment", s.label, s.name, s.pixels, c.concept, c.name, c.value)
+                row("segment", s.label, s.name, s.pixels, c.concept, name_of(c.concept), c.value)
             row("segment", s.label, s.name, s.pixels, None, BIAS_NAME, s.bias)
     for result in (analysis.classification, analysis.probe):
         if result is None:
@@ -70,17 +73,17 @@ def contributions_rows(analysis) -> list[dict[str, Any]]:
         for k, name in enumerate(result.class_names):
             why = result.explain(k)
             for c in why.contributions:
-                row(result.method, k, name, None, c.concept, c.name, c.value)
+                row(result.method, k, name, None, c.concept, name_of(c.concept), c.value)
             row(result.method, k, name, None, None, BIAS_NAME, why.bias)
     for a in analysis.concepts:
-        row("activation", None, None, None, a.concept, a.name, a.activation)
+        row("activation", None, None, None, a.concept, name_of(a.concept), a.activation)
     return rows
 
 
-def save_contributions(path: str | Path, analysis) -> None:
+def save_contributions(path: str | Path, analysis, name_of: Callable[[int], str]) -> None:
     """:func:`contributions_rows` as CSV (``.csv``) or JSON (``.json``: ``{"format", "columns", "rows"}``)."""
     path = Path(path)
-    rows = contributions_rows(analysis)
+    rows = contributions_rows(analysis, name_of)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         buf = io.StringIO()

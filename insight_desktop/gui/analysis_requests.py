@@ -1,9 +1,14 @@
 """When the worker must compute, and when an analysis already made can be shown instead.
 
 An analysis depends on the image file (and its version on disk), the class list, the FOUND
-background flag and the model. :class:`AnalysisRequests` asks the worker only when that
-combination is neither shown nor among the last few analyses — so stepping back through a
+background flag and the model: together, its *key*. :class:`AnalysisRequests` asks the worker
+only when the key is neither shown nor among the last few analyses — so stepping back through a
 folder, or undoing a class edit, is instant.
+
+Every request supersedes the one before it, also when it is answered from the cache (ndv's
+pattern: a new request cancels what is pending). Each request to the worker remembers the key it
+was made for, and its result is stored and shown under that key, never under whatever the
+document holds when the result arrives.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ class AnalysisRequests(QObject):
     """Turns "show the analysis of what the document holds now" into worker requests (or cache hits)."""
 
     shown = Signal(object)       # the Analysis just put into the document (computed or cached)
-    computing = Signal(bool)     # a request went to the worker (True) / it ended (False)
+    computing = Signal(bool)     # a request for what the document wants went to the worker (True) / ended (False)
 
     def __init__(self, document: Document, worker: WorkerClient, parent: QObject | None = None):
         super().__init__(parent)
         self.document, self.worker = document, worker
-        self._key = None                        # what the current request or analysis is for
-        self._cache: OrderedDict = OrderedDict()
+        self._asked: tuple[int, tuple] | None = None   # (generation, key) of the request still wanted
+        self._cache: OrderedDict = OrderedDict()       # key → Analysis, least recently used first
         worker.analysisReady.connect(self._on_ready)
         worker.idle.connect(self._on_idle)
 
@@ -43,42 +48,56 @@ class AnalysisRequests(QObject):
 
     @Slot()
     def request(self) -> None:
-        """Analyse the current image with the current classes (unless that is already shown)."""
+        """Analyse the current image with the current classes (unless that is already shown or on its way)."""
         doc = self.document
         if doc.image is None or doc.catalog is None:
             return
         key = self.key()
-        if key == self._key and (doc.analysis is not None or self.worker.is_busy):
-            return
-        self._key = key
+        if self._asked is not None:
+            if self._asked[1] == key:
+                return  # on its way
+            self.worker.supersede_analyses()  # asked for something else: its result is no longer wanted
+            self._set_asked(None)
+        if doc.analysis is not None and self._cache.get(key) is doc.analysis:
+            return  # shown
         if key in self._cache:
             self._cache.move_to_end(key)
             self._show(self._cache[key])
             return
-        self.worker.analyze(doc.image, doc.classes, doc.background,
-                            label=doc.image_path.name if doc.image_path else "image")
-        self.computing.emit(True)
+        generation = self.worker.analyze(doc.image, doc.classes, doc.background,
+                                         label=doc.image_path.name if doc.image_path else "image")
+        self._set_asked((generation, key))
 
     def forget(self) -> None:
         """A new model: nothing computed so far applies."""
         self._cache.clear()
-        self._key = None
+        self._set_asked(None)
 
     def retry_allowed(self) -> None:
         """After a failure or a cancel the same request may be made again."""
-        self._key = None
+        self._set_asked(None)
 
-    @Slot(object)
-    def _on_ready(self, analysis) -> None:
-        self._cache[self._key] = analysis
+    @Slot(int, object)
+    def _on_ready(self, generation: int, analysis) -> None:
+        if self._asked is None or self._asked[0] != generation:
+            return  # asked for before the current request (the worker client drops most of these already)
+        key = self._asked[1]
+        self._set_asked(None)
+        self._cache[key] = analysis
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        self._show(analysis)
+        if key[:2] == self.key()[:2]:  # still the document's image (path and version)
+            self._show(analysis)
 
     def _show(self, analysis) -> None:
         self.document.set_analysis(analysis)
         self.shown.emit(analysis)
 
+    def _set_asked(self, asked: tuple[int, tuple] | None) -> None:
+        was, self._asked = self._asked is not None, asked
+        if was != (asked is not None):
+            self.computing.emit(asked is not None)
+
     @Slot()
     def _on_idle(self) -> None:
-        self.computing.emit(False)
+        self._set_asked(None)  # nothing is running: whatever was asked has ended (done, failed or stopped)

@@ -22,7 +22,8 @@ APP_ID = "insight-desktop"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="insight-desktop", description="See what a vision-language model sees.")
     p.add_argument("images", nargs="*", help="images or folders to open (default: the sample photos)")
-    p.add_argument("--model", help="a concept model bundle (.zip or folder); default: the last one, else the demo model")
+    p.add_argument("--model",
+                   help="a concept model bundle (.zip or folder); default: the last one, else the demo model")
     p.add_argument("--session", help="a saved session to restore")
     p.add_argument("--self-test", action="store_true",
                    help="open the demo model offscreen, analyse a sample photo, exit 0 if all is well")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         from .self_test import run
 
-        return run()
+        return run(create_application)
     if _no_display():
         print("insight-desktop: no display found (DISPLAY and WAYLAND_DISPLAY are unset). Run it in a desktop "
               "session, or try `insight demo` for the command-line demonstration.", file=sys.stderr)

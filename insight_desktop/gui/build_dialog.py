@@ -16,16 +16,40 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.build import BuildOptions
 from .build_job import (
-    ALL_STAGES, BACKBONES, DEVICES, REFERENCE, RESUME_NOTE, STAGE_TITLES, BuildRequest, default_output, eta_text,
-    make_backbone, run_build,
+    ALL_STAGES,
+    BACKBONES,
+    DEVICES,
+    REFERENCE,
+    RESUME_NOTE,
+    STAGE_TITLES,
+    BuildRequest,
+    default_output,
+    eta_text,
+    make_backbone,
+    run_build,
 )
 from .jobs import BackgroundJob
+
 
 class BuildModelDialog(QDialog):
     """Folder of images → a concept-model bundle, with progress, ETA and Cancel."""

@@ -39,7 +39,8 @@ RESUME_NOTE = ("Cancel keeps the finished steps: building the same folder into t
 
 def make_backbone(name: str, device: str, dinoiser: str | None = None):
     """Create the chosen backbone (on the job thread); a missing-weights error says how to get them."""
-    from ..core.backbones import BackboneError, create_backbone
+    from ..core.backbones import BackboneError
+    from ..core.store.open_backbone import open_backbone
 
     try:
         if name == REFERENCE:
@@ -48,9 +49,9 @@ def make_backbone(name: str, device: str, dinoiser: str | None = None):
 
                 found = ModelStore().find("clip-dinoiser")
                 dinoiser = "store:clip-dinoiser" if found is not None and not found.broken else None
-            return create_backbone(name, device=device, model=REFERENCE_MODEL, pretrained=REFERENCE_PRETRAINED,
-                                   dinoiser=dinoiser)
-        return create_backbone(name, device=device)
+            return open_backbone(name, device=device, model=REFERENCE_MODEL, pretrained=REFERENCE_PRETRAINED,
+                                 dinoiser=dinoiser)
+        return open_backbone(name, device=device)
     except BackboneError as exc:
         raise BackboneError(f"{exc}\n\n{WEIGHTS_HELP.get(name, '')}".strip()) from exc
 

@@ -10,8 +10,20 @@ from typing import Any, Iterable
 
 from PySide6.QtCore import Qt, qVersion
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLabel, QLineEdit,
-                               QMessageBox, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import __version__
 from ..core.paths import resources_dir
@@ -102,8 +114,8 @@ class AboutDialog(QDialog):
 
 def about_markdown(catalog: Any | None) -> str:
     """The About text as Markdown (the licence files are Markdown already)."""
-    import PySide6
     import pyqtgraph  # already imported by the image views; only its version is read here
+    import PySide6
 
     parts = ["## Versions",
              f"- {APP_NAME} {__version__}", f"- Python {platform.python_version()}",

@@ -80,10 +80,11 @@ class Document(QObject):
     regionSelected = Signal(object)  # Region or None
     overlayChanged = Signal()        # OverlaySettings replaced
     classesChanged = Signal()        # class list edited (not yet analysed)
+    conceptRenamed = Signal(int)     # the name shown for this concept id changed (nothing to re-analyse)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.catalog = None                       # core.catalog.ConceptCatalog
+        self.catalog = None                       # core.concepts.concept_catalog.ConceptCatalog
         self.image_path: Path | None = None
         self.image: np.ndarray | None = None      # RGB uint8, read-only
         self.analysis = None                      # core.engine.Analysis for *this* image, or None
@@ -96,7 +97,11 @@ class Document(QObject):
 
     # ------------------------------------------------------------------ model, image, analysis
     def set_catalog(self, catalog) -> None:
+        if self.catalog is not None:
+            self.catalog.names.renamed.disconnect(self._on_renamed)
         self.catalog = catalog
+        if catalog is not None:  # the catalog's name book is the one name source; whoever renames, views follow
+            catalog.names.renamed.connect(self._on_renamed)
         self.analysis = None
         self.concept = -1
         self.segment = -1
@@ -158,6 +163,24 @@ class Document(QObject):
             self.classes, self.background = classes, bg
             self.classesChanged.emit()
 
+    # ------------------------------------------------------------------ names
+    def concept_name(self, concept: int) -> str:
+        """The name shown for ``concept`` now (the model's, or the user's edit); every view asks here."""
+        concept = int(concept)
+        if self.catalog is not None and 0 <= concept < self.catalog.n_concepts:
+            return self.catalog.name(concept)
+        return f"concept {concept}"
+
+    def rename_concept(self, concept: int, name: str | None) -> None:
+        """Show ``concept`` as ``name`` everywhere (None or blank: back to the model's name). The
+        analysis holds ids only, so nothing is computed again; views redraw on ``conceptRenamed``."""
+        if self.catalog is None:
+            raise ValueError("no concept model is loaded")
+        self.catalog.names.rename(concept, name)
+
+    def _on_renamed(self, concept: int) -> None:
+        self.conceptRenamed.emit(int(concept))
+
     # ------------------------------------------------------------------ derived
     def concept_activation(self, concept: int) -> float:
         """Image-level activation of ``concept`` in the current analysis (0 when inactive or none)."""
@@ -173,10 +196,4 @@ class Document(QObject):
         if region.patch is not None and 0 <= region.patch[0] < h and 0 <= region.patch[1] < w:
             r, c = region.patch
             return slice(r, r + 1), slice(c, c + 1)
-        sy = a.analysis_size[0] / a.image_size[0] / a.patch_size
-        sx = a.analysis_size[1] / a.image_size[1] / a.patch_size
-        r0 = min(h - 1, max(0, int(region.top * sy)))
-        c0 = min(w - 1, max(0, int(region.left * sx)))
-        r1 = min(h, max(r0 + 1, int(np.ceil(region.bottom * sy))))
-        c1 = min(w, max(c0 + 1, int(np.ceil(region.right * sx))))
-        return slice(r0, r1), slice(c0, c1)
+        return a.patches_under(region.top, region.left, region.bottom, region.right)

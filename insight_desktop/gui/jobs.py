@@ -6,9 +6,11 @@ exactly one of ``succeeded`` / ``failed`` / ``cancelled``, then ``finished`` onc
 ended (so a job can be dropped, or the application quit, right after ``finished``).
 
 ``fn`` calls ``progress(stage, fraction, detail="")`` (fraction 0..1, or −1 when unknown) and
-polls ``should_stop()``; when it sees a stop request it raises its stop exception (the core's
-``BuildStopped``, ``DownloadCancelled``, …), which becomes ``cancelled``. Any other exception
-becomes ``failed`` with a message a user can read and the traceback as details.
+polls ``should_stop()``; when it sees a stop request it raises a
+:class:`~insight_desktop.core.errors.StoppedByUser` (the core's ``BuildStopped``,
+``DownloadCancelled``, … are ones), which becomes ``cancelled``. Any other exception becomes
+``failed`` with a message a user can read (:func:`~insight_desktop.core.errors.describe_error`)
+and the traceback as details.
 """
 
 from __future__ import annotations
@@ -20,36 +22,13 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from ..core.errors import StoppedByUser, describe_error
+
 ProgressFn = Callable[..., None]
 JobFn = Callable[[ProgressFn, Callable[[], bool]], Any]
 
-#: exceptions that mean "stopped on request", by qualified name, so their modules (which may
-#: import torch) are never imported here
-STOP_EXCEPTIONS = frozenset({
-    "insight_desktop.core.build.BuildStopped",
-    "insight_desktop.core.download.DownloadCancelled",
-    "insight_desktop.core.naming.NamingCancelled",
-    "insight_desktop.core.engine.AnalysisStopped",
-})
-
 # Jobs whose thread is still running, so Python never collects a QThread that runs (Qt aborts on that).
 _RUNNING: set["BackgroundJob"] = set()
-
-
-def is_stop_exception(exc: BaseException) -> bool:
-    return any(f"{c.__module__}.{c.__qualname__}" in STOP_EXCEPTIONS for c in type(exc).__mro__)
-
-
-def describe_error(exc: BaseException, what: str) -> tuple[str, str]:
-    """A title and a message a user can act on (no traceback) for ``exc`` raised while doing ``what``."""
-    name = type(exc).__name__
-    text = str(exc)
-    if isinstance(exc, MemoryError) or "OutOfMemory" in name or "out of memory" in text.lower():
-        return "Out of memory", (f"There was not enough memory to {what}. Close other programs, choose the CPU "
-                                 "device, or use fewer or smaller images.")
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 28] …" reads badly
-        return f"Could not {what}", f"{exc.strerror}: {exc.filename}"
-    return f"Could not {what}", text or name
 
 
 class _JobRunner(QObject):
@@ -79,12 +58,11 @@ class _JobRunner(QObject):
     def run(self) -> None:
         try:
             result = self._fn(self._progress, self._stop.is_set)
+        except StoppedByUser:
+            self.cancelled.emit()
         except Exception as exc:
-            if is_stop_exception(exc):
-                self.cancelled.emit()
-            else:
-                title, message = describe_error(exc, self._what)
-                self.failed.emit(title, message, traceback.format_exc())
+            title, message = describe_error(exc, self._what)
+            self.failed.emit(title, message, traceback.format_exc())
         else:
             # A job that ends normally after a late Cancel still succeeded: its result is real.
             self.succeeded.emit(result)

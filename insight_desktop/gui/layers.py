@@ -114,28 +114,14 @@ class DisplayMapCache:
 
 
 # ---------------------------------------------------------------------------- patch geometry
-def patch_pixels(a) -> tuple[float, float]:
-    """Height and width of one patch in image pixels."""
-    return (a.image_size[0] / a.analysis_size[0] * a.patch_size, a.image_size[1] / a.analysis_size[1] * a.patch_size)
-
-
-def patch_of(a, y: int, x: int) -> tuple[int, int]:
-    """Grid (row, column) of the patch over image pixel (y, x)."""
-    ph, pw = patch_pixels(a)
-    h, w = a.grid
-    return min(int(y / ph), h - 1), min(int(x / pw), w - 1)
-
-
 def patch_region(a, y: int, x: int) -> Region:
-    """The pixels of the patch under (y, x), naming that patch. Patch borders fall between pixels,
-    so the rectangle is rounded inwards but always keeps the clicked pixel."""
-    ph, pw = patch_pixels(a)
-    r, c = patch_of(a, y, x)
+    """The pixels of the patch under (y, x) of Analysis ``a``, naming that patch. Patch borders fall
+    between pixels, so the rectangle is rounded inwards but always keeps the clicked pixel."""
+    r, c = a.patch_at(y, x)
+    top, left, bottom, right = a.patch_box(r, c)
     height, width = a.image_size
-    top, left = min(y, math.ceil(r * ph)), min(x, math.ceil(c * pw))
-    bottom = max(y + 1, min(height, math.floor((r + 1) * ph)))
-    right = max(x + 1, min(width, math.floor((c + 1) * pw)))
-    return Region(top, left, bottom, right, patch=(r, c))
+    return Region(min(y, math.ceil(top)), min(x, math.ceil(left)),
+                  max(y + 1, min(height, math.floor(bottom))), max(x + 1, min(width, math.floor(right))), patch=(r, c))
 
 
 def patch_activation(a, r: int, c: int, concept: int) -> float:

@@ -14,10 +14,22 @@ from typing import Sequence
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
-                               QToolBar, QToolButton, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
 
+from ..core.errors import user_message
 from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
+from . import window_files
 from .actions import Actions
 from .analysis_requests import AnalysisRequests
 from .dialogs import AboutDialog, ShortcutsDialog, show_error
@@ -33,7 +45,6 @@ from .widgets.overlay_bar import OverlayBar
 from .widgets.region_panel import RegionPanel
 from .widgets.segmentation_panel import SegmentationPanel
 from .worker import Failure, WorkerClient
-from . import window_files
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 #: bump when the docks change, so a saved layout of other docks is not restored
@@ -263,7 +274,7 @@ class MainWindow(QMainWindow):
         try:
             rgb = load_image(path)
         except ImageLoadError as exc:
-            show_error(self, "Could not open the image", str(exc))
+            show_error(self, "Could not open the image", user_message(exc))
             return False
         self.index = index
         self.filmstrip.set_current(index)
@@ -369,7 +380,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ dialogs and files
     @Slot()
     def show_shortcuts(self) -> None:
-        ShortcutsDialog(self.actions.all, self).open()
+        ShortcutsDialog([*self.actions.all, self.inspector.rename_action], self).open()  # F2 lives on the inspector
 
     @Slot()
     def show_model_manager(self) -> None:
@@ -427,7 +438,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def ask_open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(self.settings.last_folder() or ""))
+        start = str(self.settings.last_folder() or "")
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", start)
         if folder:
             self.open_folder(folder)
 

@@ -12,10 +12,24 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox,
-    QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
+from ..core.errors import user_message
 from ..core.fileio import format_size
 from ..core.store import ModelStore, StoreError
 from .jobs import BackgroundJob
@@ -88,7 +102,7 @@ class ModelManagerDialog(QDialog):
         self.store = store or ModelStore()
         self.job: BackgroundJob | None = None
         self._items: dict = {}      # id → InstalledModel, as of the last refresh (no disk reads per click)
-        self._entries: dict = {}    # id → CatalogueEntry
+        self._entries: dict = {}    # id → KnownModel
         self.installed = _table(("Name", "Kind", "Size", "Licence", "Where"))
         self.installed.itemSelectionChanged.connect(self._update_buttons)
         self.installed.itemDoubleClicked.connect(self.open_selected)
@@ -136,9 +150,9 @@ class ModelManagerDialog(QDialog):
     # ------------------------------------------------------------------ lists
     def refresh(self) -> None:
         try:
-            installed, catalogue = self.store.installed(), self.store.catalogue()
+            installed, catalogue = self.store.installed(), self.store.known_models()
         except StoreError as exc:
-            self.status.setText(str(exc))
+            self.status.setText(user_message(exc))
             installed, catalogue = [], ()
         self._items = {m.id: m for m in installed}
         self._entries = {e.id: e for e in catalogue}

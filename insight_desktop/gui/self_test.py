@@ -12,17 +12,19 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any, Callable
 
 TIMEOUT_S = 600
 
 
-def run() -> int:
+def run(create_application: Callable[[], Any]) -> int:
+    """The self-test; ``create_application`` is :func:`.app.create_application` (passed in, as
+    :mod:`.app` runs this), called once the environment is set for an offscreen run."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a self-test must never wait on a network
     t0 = time.monotonic()
     from PySide6.QtCore import QSettings
 
-    from .app import create_application
     from .main_window import MainWindow
     from .settings import AppSettings
 

@@ -115,7 +115,8 @@ class Session:
                 model_path=path(d["model_path"]) if d.get("model_path") is not None else None,
                 device=_expect(d.get("device", "auto"), str, "'device' to be text"),
                 classes=tuple(_expect(c, str, "class names to be text")
-                              for c in _expect(d.get("classes", list(DEFAULT_CLASSES)), list, "'classes' to be a list")),
+                              for c in _expect(d.get("classes", list(DEFAULT_CLASSES)), list,
+                                               "'classes' to be a list")),
                 background=_expect(d.get("background", False), bool, "'background' to be true or false"),
                 concept=_expect(d.get("concept", -1), int, "'concept' to be a whole number"),
                 segment=_expect(d.get("segment", -1), int, "'segment' to be a whole number"),

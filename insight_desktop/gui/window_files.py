@@ -7,30 +7,64 @@ function takes the window; every failure shows a message and leaves the window a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Protocol, Sequence
 
 from PySide6.QtWidgets import QFileDialog, QMenu
 
+from ..core.errors import user_message
 from ..core.images import IMAGE_SUFFIXES
 from ..core.paths import resource_path, sample_images
 from .dialogs import show_error
-from .session import SESSION_FILTER, SESSION_SUFFIX, Session, SessionError, apply_session_selections, \
-    apply_session_to_document, load_session, save_session, session_from_document
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .session import (
+    SESSION_FILTER,
+    SESSION_SUFFIX,
+    Session,
+    SessionError,
+    apply_session_selections,
+    apply_session_to_document,
+    load_session,
+    save_session,
+    session_from_document,
+)
 
 MODEL_FILTER = "Concept models (*.zip manifest.json);;All files (*)"
 DEFAULT_SAMPLE = "chelsea.png"
 
 
+class FilesWindow(Protocol):
+    """The main window as these functions see it: what they use of :class:`~.main_window.MainWindow`
+    (a QWidget too, the parent of their dialogs). A protocol rather than an import, because the
+    window module imports this one."""
+
+    settings: Any            # AppSettings
+    document: Any            # Document
+    status: Any              # JobStatus
+    canvas: Any              # ImageCanvas
+    hover: Any               # QLabel
+    images: list[Path]
+    index: int
+    folder: Path | None
+    model_path: Path | None
+    _pending_session: Session | None
+
+    def load_model(self, path: str | Path) -> None: ...
+
+    def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None: ...
+
+    def open_folder(self, folder: str | Path) -> None: ...
+
+    def open_recent(self) -> None: ...
+
+    def clear_recent(self) -> None: ...
+
+
 def default_model() -> Path | None:
-    from ..core.demo import demo_model_path
+    from ..core.paths import demo_model_path
 
     return demo_model_path()
 
 
-def start(window: "MainWindow", images: Sequence[str | Path], model: str | Path | None,
+def start(window: FilesWindow, images: Sequence[str | Path], model: str | Path | None,
           session: str | Path | None) -> None:
     if session is not None:
         open_session(window, session)
@@ -56,7 +90,7 @@ def is_model(path: Path) -> bool:
     return (path.is_file() and path.suffix.lower() == ".zip") or (path.is_dir() and (path / "manifest.json").is_file())
 
 
-def open_paths(window: "MainWindow", paths: Sequence[Path]) -> None:
+def open_paths(window: FilesWindow, paths: Sequence[Path]) -> None:
     """Open whatever was dropped or named: a model, a session, a folder, or image files."""
     images = []
     for path in paths:
@@ -76,7 +110,7 @@ def open_paths(window: "MainWindow", paths: Sequence[Path]) -> None:
         window.open_images(images)
 
 
-def ask_open_model(window: "MainWindow") -> None:
+def ask_open_model(window: FilesWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open a concept model", str(window.model_path or ""), MODEL_FILTER)
     if path:
         p = Path(path)
@@ -84,12 +118,12 @@ def ask_open_model(window: "MainWindow") -> None:
 
 
 # ---------------------------------------------------------------------- sessions
-def current_session(window: "MainWindow") -> Session:
+def current_session(window: FilesWindow) -> Session:
     return session_from_document(window.document, window.images, max(window.index, 0), window.model_path,
                                  window.status.device_choice(), folder=window.folder)
 
 
-def ask_save_session(window: "MainWindow") -> None:
+def ask_save_session(window: FilesWindow) -> None:
     path, _ = QFileDialog.getSaveFileName(window, "Save session", "untitled" + SESSION_SUFFIX, SESSION_FILTER)
     if not path:
         return
@@ -98,29 +132,29 @@ def ask_save_session(window: "MainWindow") -> None:
     try:
         save_session(path, current_session(window))
     except (SessionError, OSError) as exc:
-        show_error(window, "Could not save the session", str(exc))
+        show_error(window, "Could not save the session", user_message(exc))
         return
     window.settings.add_recent_file(path)
     window.hover.setText(f"Session saved to {path}")
 
 
-def ask_open_session(window: "MainWindow") -> None:
+def ask_open_session(window: FilesWindow) -> None:
     path, _ = QFileDialog.getOpenFileName(window, "Open session", "", SESSION_FILTER)
     if path:
         open_session(window, path)
 
 
-def open_session(window: "MainWindow", path: str | Path) -> None:
+def open_session(window: FilesWindow, path: str | Path) -> None:
     try:
         session = load_session(path)
     except SessionError as exc:
-        show_error(window, "Could not open the session", str(exc))
+        show_error(window, "Could not open the session", user_message(exc))
         return
     window.settings.add_recent_file(path)
     _apply_session(window, session)
 
 
-def _apply_session(window: "MainWindow", session: Session, quiet: bool = False) -> None:
+def _apply_session(window: FilesWindow, session: Session, quiet: bool = False) -> None:
     window.status.set_device_choice(session.device)
     model = session.model_path
     if quiet and (model is None or not model.exists()):
@@ -139,17 +173,17 @@ def _apply_session(window: "MainWindow", session: Session, quiet: bool = False) 
     window.open_images(present, index, session.folder)
 
 
-def finish_session(window: "MainWindow", session: Session) -> None:
+def finish_session(window: FilesWindow, session: Session) -> None:
     apply_session_selections(session, window.document)
 
 
 # ---------------------------------------------------------------------- the last session
-def last_session_path(window: "MainWindow") -> Path:
+def last_session_path(window: FilesWindow) -> Path:
     """Next to the settings file, so that what was open comes back with the window's settings."""
     return Path(window.settings.qsettings.fileName()).parent / f"last{SESSION_SUFFIX}"
 
 
-def save_last_session(window: "MainWindow") -> None:
+def save_last_session(window: FilesWindow) -> None:
     """On closing: remember the images, model, classes, selections and view (best effort)."""
     if not window.images:
         return
@@ -159,7 +193,7 @@ def save_last_session(window: "MainWindow") -> None:
         pass  # a read-only or full disk must not stop the window from closing
 
 
-def restore_last_session(window: "MainWindow") -> bool:
+def restore_last_session(window: FilesWindow) -> bool:
     """On starting without arguments: reopen what was open last time, if its images still exist."""
     path = last_session_path(window)
     if not path.is_file():
@@ -175,13 +209,13 @@ def restore_last_session(window: "MainWindow") -> bool:
 
 
 # ---------------------------------------------------------------------- exports
-def _save_path(window: "MainWindow", title: str, suggested: str, filters: str) -> str:
+def _save_path(window: FilesWindow, title: str, suggested: str, filters: str) -> str:
     stem = window.document.image_path.stem if window.document.image_path else "insight"
     path, _ = QFileDialog.getSaveFileName(window, title, f"{stem}-{suggested}", filters)
     return path
 
 
-def ask_export_view(window: "MainWindow") -> None:
+def ask_export_view(window: FilesWindow) -> None:
     if window.document.image is None:
         show_error(window, "Nothing to export", "Open an image first.")
         return
@@ -190,7 +224,7 @@ def ask_export_view(window: "MainWindow") -> None:
         _export(window, lambda: window.canvas.export_image(path), path)
 
 
-def ask_export_mask(window: "MainWindow") -> None:
+def ask_export_mask(window: FilesWindow) -> None:
     a = window.document.analysis
     if a is None or a.segmentation is None:
         show_error(window, "Nothing to export", "There is no segmentation yet: press Segment (Ctrl+Return).")
@@ -202,7 +236,7 @@ def ask_export_mask(window: "MainWindow") -> None:
         _export(window, lambda: save_label_mask(path, a.segmentation), path)
 
 
-def ask_export_contributions(window: "MainWindow") -> None:
+def ask_export_contributions(window: FilesWindow) -> None:
     a = window.document.analysis
     if a is None:
         show_error(window, "Nothing to export", "There is no analysis yet.")
@@ -211,10 +245,11 @@ def ask_export_contributions(window: "MainWindow") -> None:
     if path:
         from ..core.report import save_contributions
 
-        _export(window, lambda: save_contributions(path, a), path)
+        # names as shown now (the user's renames included), not as when the image was analysed
+        _export(window, lambda: save_contributions(path, a, window.document.concept_name), path)
 
 
-def _export(window: "MainWindow", write, path: str) -> None:
+def _export(window: FilesWindow, write, path: str) -> None:
     try:
         write()
     except (OSError, ValueError) as exc:  # a full disk or an unwritable folder: say so, lose nothing
@@ -224,7 +259,7 @@ def _export(window: "MainWindow", write, path: str) -> None:
 
 
 # ---------------------------------------------------------------------- recent files
-def fill_recent_menu(window: "MainWindow", menu: QMenu) -> None:
+def fill_recent_menu(window: FilesWindow, menu: QMenu) -> None:
     menu.clear()
     recent = window.settings.recent_files()
     for path in recent:

@@ -5,7 +5,10 @@
 :class:`WorkerClient` is its GUI-thread face: every request gets a *generation* number; a newer
 request of the same kind supersedes older ones, which the worker skips if they have not started
 and stops between backbone windows if they have; their results, if any still arrive, are dropped.
-``cancel()`` stops everything asked so far. Errors come back as a signal; the worker never dies.
+``supersede_analyses()`` does the same without a newer request (the answer was found elsewhere);
+``cancel()`` stops everything asked so far. Results come back with the generation that
+``analyze()`` returned, so a caller knows what each one was computed for. Errors come back as a
+signal; the worker never dies.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from ..core.errors import StoppedByUser, describe_error
 
 MODEL, ANALYSIS = "model", "analysis"
 
@@ -61,6 +66,10 @@ class WorkControl:
                 self._latest[ANALYSIS] = self._next
             return self._next
 
+    def supersede(self, kind: str) -> None:
+        """Requests of ``kind`` issued so far are no longer wanted (nothing newer was asked)."""
+        self.issue(kind)
+
     def wanted(self, kind: str, generation: int) -> bool:
         with self._lock:
             return generation >= self._latest[kind] and generation >= self._cancelled_below
@@ -68,16 +77,6 @@ class WorkControl:
     def cancel_all(self) -> None:
         with self._lock:
             self._cancelled_below = self._next + 1
-
-
-def _describe(exc: BaseException, what: str) -> tuple[str, str]:
-    """A title and a message a user can act on (no traceback)."""
-    name = type(exc).__name__
-    if isinstance(exc, MemoryError) or "OutOfMemory" in name or "out of memory" in str(exc).lower():
-        return "Out of memory", (f"There was not enough memory for {what}. Close other programs, choose the CPU "
-                                 "device, or try a smaller image.")
-    message = str(exc) or name
-    return f"Could not {what}", message
 
 
 class InferenceWorker(QObject):
@@ -112,15 +111,13 @@ class InferenceWorker(QObject):
                 old.close()
             self.modelLoaded.emit(generation, catalog)
         except Exception as exc:  # the worker never dies: report and carry on with the old model
-            title, message = _describe(exc, f"load the model '{Path(request.path).name}'")
+            title, message = describe_error(exc, f"load the model '{Path(request.path).name}'")
             self.failed.emit(generation, Failure(MODEL, title, message, traceback.format_exc()))
         finally:
             self.finished.emit(generation)
 
     @Slot(int, object)
     def analyze(self, generation: int, request: AnalysisRequest) -> None:
-        from ..core.engine import AnalysisStopped
-
         try:
             if not self._control.wanted(ANALYSIS, generation):
                 return  # superseded before it started: skip (coalescing)
@@ -133,10 +130,10 @@ class InferenceWorker(QObject):
                 progress=lambda stage, f: self.progress.emit(generation, f"Analysing {request.label}: {stage}", f))
             if self._control.wanted(ANALYSIS, generation):
                 self.analysisReady.emit(generation, analysis)
-        except AnalysisStopped:
+        except StoppedByUser:
             pass
         except Exception as exc:
-            title, message = _describe(exc, f"analyse {request.label or 'the image'}")
+            title, message = describe_error(exc, f"analyse {request.label or 'the image'}")
             self.failed.emit(generation, Failure(ANALYSIS, title, message, traceback.format_exc()))
         finally:
             self.finished.emit(generation)
@@ -152,7 +149,7 @@ class WorkerClient(QObject):
     """The GUI thread's handle on the worker: issue requests, get only the results still wanted."""
 
     modelReady = Signal(object)          # ConceptCatalog
-    analysisReady = Signal(object)       # Analysis
+    analysisReady = Signal(int, object)  # generation (as analyze() returned it), Analysis
     failed = Signal(object)              # Failure
     busy = Signal(str, float)            # status text, fraction (−1: unknown)
     idle = Signal()
@@ -164,7 +161,7 @@ class WorkerClient(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.control = WorkControl()
-        self._pending: set[int] = set()
+        self._pending: dict[int, str] = {}   # generation → MODEL or ANALYSIS, until the worker is done with it
         self._thread = QThread()
         self._thread.setObjectName("insight-inference")
         self._worker = InferenceWorker(self.control)
@@ -182,7 +179,7 @@ class WorkerClient(QObject):
     # ------------------------------------------------------------------ requests
     def load_model(self, path: str | Path, device: str = "auto") -> int:
         gen = self.control.issue(MODEL)
-        self._pending.add(gen)
+        self._pending[gen] = MODEL
         self._requestModel.emit(gen, ModelRequest(str(path), device))
         self.busy.emit(f"Loading model {Path(path).name}…", -1.0)  # at once, not when the worker gets to it
         return gen
@@ -190,10 +187,14 @@ class WorkerClient(QObject):
     def analyze(self, image: np.ndarray, classes: tuple[str, ...] = (), background: bool = False,
                 label: str = "") -> int:
         gen = self.control.issue(ANALYSIS)
-        self._pending.add(gen)
+        self._pending[gen] = ANALYSIS
         self._requestAnalysis.emit(gen, AnalysisRequest(image, tuple(classes), bool(background), label))
         self.busy.emit(f"Analysing {label or 'the image'}…", 0.0)
         return gen
+
+    def supersede_analyses(self) -> None:
+        """Analyses asked so far are no longer wanted: skip or stop them and drop their results."""
+        self.control.supersede(ANALYSIS)
 
     def cancel(self) -> None:
         """Stop the running job and drop everything queued."""
@@ -221,7 +222,7 @@ class WorkerClient(QObject):
     @Slot(int, object)
     def _on_analysis_ready(self, generation: int, analysis: Any) -> None:
         if self.control.wanted(ANALYSIS, generation):
-            self.analysisReady.emit(analysis)
+            self.analysisReady.emit(generation, analysis)
 
     @Slot(int, object)
     def _on_failed(self, generation: int, failure: Failure) -> None:
@@ -230,11 +231,11 @@ class WorkerClient(QObject):
 
     @Slot(int, str, float)
     def _on_progress(self, generation: int, text: str, fraction: float) -> None:
-        if generation == max(self._pending, default=-1):
+        if generation == max(self._pending, default=-1) and self.control.wanted(self._pending[generation], generation):
             self.busy.emit(text, fraction)
 
     @Slot(int)
     def _on_finished(self, generation: int) -> None:
-        self._pending.discard(generation)
+        self._pending.pop(generation, None)
         if not self._pending:
             self.idle.emit()

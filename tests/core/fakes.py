@@ -123,9 +123,10 @@ def write_test_bundle(path, backbone, sae, *, seed: int = 0):
     """A complete bundle for ``sae`` on ``backbone`` (random relations, names "c0", "c1", …)."""
     import numpy as np
 
-    from insight_desktop.core.bundle import write_bundle
-    from insight_desktop.core.naming import ConceptNames
-    from insight_desktop.core.relations import SparseCodes, compute_relations_from_codes
+    from insight_desktop.core.concepts.bundle import write_bundle
+    from insight_desktop.core.concepts.codes import SparseCodes
+    from insight_desktop.core.concepts.compute import compute_relations_from_codes
+    from insight_desktop.core.concepts.naming import ConceptNames
 
     m = sae.config.n_concepts
     rng = np.random.default_rng(seed)

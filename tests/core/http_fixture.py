@@ -163,7 +163,7 @@ def hub_online(file_server, monkeypatch):  # noqa: F811
     """huggingface_hub talking to the local server as its endpoint, offline mode off."""
     from huggingface_hub import constants
 
-    from insight_desktop.core import download_hub
+    from insight_desktop.core.store import download_hub
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)

@@ -113,7 +113,8 @@ def expected_heads(files, layer):
     padded = F.pad(layer, (1, 1, 1, 1), mode="replicate")
     proj = F.conv2d(padded, st["obj_proj.weight"].double(), st["obj_proj.bias"].double())
     unit = layer / layer.norm(dim=1, keepdim=True)
-    bkg = torch.einsum("bchw,c->bhw", unit, st["bkg_decoder.weight"].double().flatten())[:, None] + st["bkg_decoder.bias"].double()
+    bkg = (torch.einsum("bchw,c->bhw", unit, st["bkg_decoder.weight"].double().flatten())[:, None]
+           + st["bkg_decoder.bias"].double())
     return proj, bkg
 
 
@@ -149,7 +150,8 @@ def test_id_and_spec_identify_architecture_and_weights(tiny_backbone, maskclip, 
             "dinoiser": str(tiny_model_files.dinoiser_path),
         },
     )
-    assert json.loads(json.dumps(tiny_backbone.spec.to_dict()))["options"]["dinoiser"] == str(tiny_model_files.dinoiser_path)
+    options = json.loads(json.dumps(tiny_backbone.spec.to_dict()))["options"]
+    assert options["dinoiser"] == str(tiny_model_files.dinoiser_path)
 
 
 def test_other_weights_give_another_id(tiny_model_files, tmp_path):
@@ -223,7 +225,8 @@ def test_value_path_handles_layerscale_and_either_layout():
     expected = v + blk.ls_2.gamma * (m @ blk.mlp.c_proj.weight.T + blk.mlp.c_proj.bias)
     with torch.no_grad():
         torch.testing.assert_close(cd.maskclip_value_path(blk, x), expected, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(cd.maskclip_value_path(blk, x.transpose(0, 1)), expected.transpose(0, 1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cd.maskclip_value_path(blk, x.transpose(0, 1)), expected.transpose(0, 1),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def _pool_example():
@@ -274,7 +277,8 @@ def test_dinoiser_features_and_background_head(tiny_backbone, maskclip, tiny_mod
     ln2, f_mc_ref, _ = reference_vit(load_file(tiny_model_files.checkpoint_path), cfg, x)
     layer = ln2[1]  # ln_2 output of block 1 = third from last of 4
     assert len(seen) == 1  # the tap block's ln_2 ran exactly once
-    torch.testing.assert_close(seen[0][:, 1:].transpose(1, 2).reshape(layer.shape).double(), layer, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(seen[0][:, 1:].transpose(1, 2).reshape(layer.shape).double(), layer,
+                               atol=1e-4, rtol=1e-4)
 
     proj, bkg = expected_heads(tiny_model_files, layer)
     f_mc = maskclip.dense(x).features
@@ -369,7 +373,8 @@ def _dinoiser_state(files):
 @pytest.mark.parametrize("wrap", ["top", "state_dict", "module"])
 def test_dinoiser_checkpoint_layouts_are_accepted(tiny_model_files, tiny_backbone, tmp_path, wrap):
     st = _dinoiser_state(tiny_model_files)
-    obj = {"top": st, "state_dict": {"state_dict": st}, "module": {"model": {f"module.{k}": v for k, v in st.items()}}}[wrap]
+    obj = {"top": st, "state_dict": {"state_dict": st},
+           "module": {"model": {f"module.{k}": v for k, v in st.items()}}}[wrap]
     path = tmp_path / "last.pt"
     torch.save(obj, path)
     bb = create_backbone(tiny_backbone.spec, device="cpu", dinoiser=str(path))
@@ -429,14 +434,17 @@ def test_truncated_openclip_checkpoint_raises_backbone_error(tiny_model_files, t
 def test_checkpoint_for_another_config_raises_backbone_error(tiny_model_files, tmp_path):
     other = build_tiny_openclip(tmp_path, width=32, layers=4)
     with pytest.raises(BackboneError, match=f"{other.checkpoint_path.name}.*do not match"):
-        create_backbone("clip-dinoiser", device="cpu", model=str(tiny_model_files.config_path), pretrained=str(other.checkpoint_path))
+        create_backbone("clip-dinoiser", device="cpu", model=str(tiny_model_files.config_path),
+                        pretrained=str(other.checkpoint_path))
 
 
 def test_missing_files_raise_backbone_error(tiny_model_files, tmp_path):
     with pytest.raises(BackboneError, match="nope.safetensors.*not found"):
-        create_backbone("clip-dinoiser", device="cpu", model=str(tiny_model_files.config_path), pretrained=str(tmp_path / "nope.safetensors"))
+        create_backbone("clip-dinoiser", device="cpu", model=str(tiny_model_files.config_path),
+                        pretrained=str(tmp_path / "nope.safetensors"))
     with pytest.raises(BackboneError, match="nope.json.*not found"):
-        create_backbone("clip-dinoiser", device="cpu", model=str(tmp_path / "nope.json"), pretrained=str(tiny_model_files.checkpoint_path))
+        create_backbone("clip-dinoiser", device="cpu", model=str(tmp_path / "nope.json"),
+                        pretrained=str(tiny_model_files.checkpoint_path))
     bad = tmp_path / "broken.json"
     bad.write_text("{ not json")
     with pytest.raises(BackboneError, match="broken.json"):
@@ -446,7 +454,8 @@ def test_missing_files_raise_backbone_error(tiny_model_files, tmp_path):
 def test_uncached_pretrained_tag_fails_fast_and_says_how_to_fix(tmp_path):
     start = time.monotonic()
     with pytest.raises(BackboneError) as e:
-        create_backbone("clip-dinoiser", device="cpu", model="ViT-B-16", pretrained="laion2b_s34b_b88k", cache_dir=str(tmp_path))
+        create_backbone("clip-dinoiser", device="cpu", model="ViT-B-16", pretrained="laion2b_s34b_b88k",
+                        cache_dir=str(tmp_path))
     assert time.monotonic() - start < 5
     msg = str(e.value)
     assert "not available offline" in msg and "laion2b_s34b_b88k" in msg and "local checkpoint file" in msg
@@ -465,7 +474,8 @@ def test_unsupported_vision_towers_are_refused():
 
     with pytest.raises(BackboneError, match="ModifiedResNet"):
         cd.check_vision_tower(ModifiedResNet([1, 1, 1, 1], output_dim=8, heads=2, image_size=64, width=8))
-    pooled = VisionTransformer(32, 16, 16, 1, 2, 2.0, attentional_pool=True, attn_pooler_heads=2, attn_pooler_queries=2, output_dim=8)
+    pooled = VisionTransformer(32, 16, 16, 1, 2, 2.0, attentional_pool=True, attn_pooler_heads=2, attn_pooler_queries=2,
+                               output_dim=8)
     with pytest.raises(BackboneError, match="attention pooling"):
         cd.check_vision_tower(pooled)
     cd.check_vision_tower(VisionTransformer(32, 16, 16, 1, 2, 2.0, output_dim=8))  # a plain ViT is fine

@@ -94,7 +94,8 @@ def test_other_local_files_can_be_given(bb, tmp_path):
     shutil.copytree(demo.minilm_model_dir(), text)
     bridge = tmp_path / "bridge.safetensors"
     shutil.copyfile(demo.default_bridge_path(), bridge)
-    other = create_backbone("demo-effnet-minilm", device="cpu", weights=str(weights), text_model=str(text), bridge=str(bridge))
+    other = create_backbone("demo-effnet-minilm", device="cpu", weights=str(weights), text_model=str(text),
+                            bridge=str(bridge))
     assert other.spec.options == {"weights": str(weights), "text_model": str(text), "bridge": str(bridge)}
     ours, theirs = bb.id.split("/"), other.id.split("/")
     assert theirs[1] != ours[1]  # another weights file (same tensors) → another hash
@@ -139,7 +140,8 @@ def test_clear_errors(bb, tmp_path):
 # ----------------------------------------------------------------------------- images
 
 
-@pytest.mark.parametrize("hw, grid", [((224, 224), (7, 7)), ((448, 448), (14, 14)), ((96, 160), (3, 5)), ((32, 32), (1, 1))])
+@pytest.mark.parametrize("hw, grid", [((224, 224), (7, 7)), ((448, 448), (14, 14)), ((96, 160), (3, 5)),
+                                      ((32, 32), (1, 1))])
 def test_feature_shapes(bb, hw, grid):
     x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(1))
     f = bb.dense_features(x)
@@ -198,7 +200,8 @@ def test_bridge_file_is_small_documented_and_reproduces_the_classifier_rows(bb):
 CANDIDATES = ["cat", "dog", "coffee cup", "rocket", "car", "bird", "flower", "palace"]
 
 
-@pytest.mark.parametrize("name, expected", [("chelsea.png", "cat"), ("coffee.png", "coffee cup"), ("rocket.jpg", "rocket")])
+@pytest.mark.parametrize("name, expected", [("chelsea.png", "cat"), ("coffee.png", "coffee cup"),
+                                            ("rocket.jpg", "rocket")])
 def test_pooled_features_classify_real_photos_through_the_bridge(bb, name, expected):
     x = bb.preprocessing.to_tensor(photo(name), mode="crop")[None]
     pooled = F.normalize(bb.dense_features(x)[0].mean(dim=(1, 2)), dim=0)

@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from insight_desktop.core.bundle import (
-    BundleError, BundleIncompatibleError, BundleIntegrityError, BundleMissingPartError, BundleVersionError,
-    ConceptModel, write_bundle,
+from insight_desktop.core.concepts.bundle import (
+    BundleError,
+    BundleIncompatibleError,
+    BundleIntegrityError,
+    BundleMissingPartError,
+    BundleVersionError,
+    ConceptModel,
+    write_bundle,
 )
-from insight_desktop.core.naming import ConceptNames, NameCandidate
-from insight_desktop.core.relations import SparseCodes, compute_relations_from_codes
+from insight_desktop.core.concepts.codes import SparseCodes
+from insight_desktop.core.concepts.compute import compute_relations_from_codes
+from insight_desktop.core.concepts.naming import ConceptNames, NameCandidate
 from insight_desktop.core.sae import MatryoshkaSAE, SAEConfig
 
 M, D = 12, 6

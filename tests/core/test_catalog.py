@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zipfile
 
-from insight_desktop.core.bundle import ConceptModel
-from insight_desktop.core.catalog import BundleThumbnails
-from insight_desktop.core.demo import demo_model_path
+from insight_desktop.core.concepts.bundle import ConceptModel
+from insight_desktop.core.concepts.concept_catalog import BundleThumbnails
+from insight_desktop.core.paths import demo_model_path
 
 
 def test_thumbnails_are_read_on_demand_from_zip_and_folder_bundles(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from PIL import Image
 
-from insight_desktop.core.bundle import BundleIntegrityError, ConceptModel, add_probe
+from insight_desktop.core.concepts.bundle import BundleIntegrityError, ConceptModel, add_probe
 from insight_desktop.core.engine import Analyzer
 from insight_desktop.core.tasks import fit_probe, probe_classify, stratified_split, train_probe, zero_shot
 from insight_desktop.core.tasks.probe import ProbeError

@@ -14,7 +14,7 @@ import torch
 from insight_desktop.core.backbones import create_backbone
 from insight_desktop.core.backbones.openclip_loading import OBJ_PROJ_DIM, load_dinoiser_heads
 from insight_desktop.core.backbones.tiny import UPSTREAM_LAST_PT_KEYS, save_upstream_last_pt
-from insight_desktop.core.store_files import guess_kind, validate
+from insight_desktop.core.store.files import guess_kind, validate
 
 
 def upstream_heads(width: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -63,7 +63,8 @@ def test_the_backbone_uses_the_heads_of_an_upstream_file(tiny_model_files, tmp_p
     raw = torch.load(tiny_model_files.dinoiser_path, map_location="cpu", weights_only=True)
     assert list(raw) == ["epoch", "model_state_dict"]
     other = save_upstream_last_pt(tmp_path / "last.pt", upstream_heads(64, seed=5))
-    common = {"device": "cpu", "model": str(tiny_model_files.config_path), "pretrained": str(tiny_model_files.checkpoint_path)}
+    common = {"device": "cpu", "model": str(tiny_model_files.config_path),
+              "pretrained": str(tiny_model_files.checkpoint_path)}
     a = create_backbone("clip-dinoiser", dinoiser=str(tiny_model_files.dinoiser_path), **common)
     b = create_backbone("clip-dinoiser", dinoiser=str(other), **common)
     assert a.notices == () and b.notices == ()

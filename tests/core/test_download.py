@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from insight_desktop.core import download, download_hub
-from insight_desktop.core.download import (
+from insight_desktop.core.store import download, download_hub
+from insight_desktop.core.store.download import (
     ChecksumMismatch,
     DownloadCancelled,
     DownloadInterrupted,
@@ -17,8 +17,8 @@ from insight_desktop.core.download import (
     Progress,
     RemoteFileMissing,
     download_url,
-    hub_download,
 )
+from insight_desktop.core.store.download_hub import hub_download
 from tests.core.http_fixture import HUB_COMMIT, closed_port_url, file_server, hub_online  # noqa: F401 — fixtures
 
 DATA = os.urandom(300_000)
@@ -162,7 +162,7 @@ def test_hub_file_in_cache_is_returned_offline(tmp_path, monkeypatch):
 
 
 def test_hub_progress_class_reports_and_cancels():
-    from insight_desktop.core.download_hub import _progress_class
+    from insight_desktop.core.store.download_hub import _progress_class
 
     events, stop = [], {"now": False}
     bar_class = _progress_class(events.append, lambda: stop["now"])

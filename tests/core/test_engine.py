@@ -10,9 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insight_desktop.core.bundle import BundleIncompatibleError
+from insight_desktop.core.concepts.bundle import BundleIncompatibleError
 from insight_desktop.core.engine import (
-    CPU_NOTICE, NO_BACKGROUND_NOTICE, NO_THRESHOLD_NOTICE, Analysis, AnalysisStopped, Analyzer, analysis_size,
+    CPU_NOTICE,
+    NO_BACKGROUND_NOTICE,
+    NO_THRESHOLD_NOTICE,
+    Analysis,
+    AnalysisStopped,
+    Analyzer,
+    analysis_size,
 )
 
 from .fakes import PatchColourBackbone, TextColourBackbone, lossless_sae, random_sae, write_test_bundle
@@ -161,15 +167,18 @@ def test_analysis_is_an_immutable_numpy_value(colour_analyzer):
     assert set(analysis.timings) >= {"backbone", "sae", "segmentation", "classification"}
 
 
-def test_concepts_are_ranked_with_names_levels_and_parents(colour_analyzer):
+def test_concepts_are_ranked_with_levels_and_parents_and_named_by_the_model(colour_analyzer):
+    from insight_desktop.core.concepts.names import NameBook
+
     analysis = colour_analyzer.analyze(blocks(120, 160))
+    names = NameBook(colour_analyzer.model.names)  # the analysis holds ids; names are looked up
     acts = [c.activation for c in analysis.concepts]
     assert acts == sorted(acts, reverse=True) and acts[-1] > 0
     rel = colour_analyzer.model.relations
     for c in analysis.concepts:
         assert c.activation == pytest.approx(float(analysis.concept_map(c.concept).max()))
         assert c.patches == int(np.count_nonzero(analysis.concept_map(c.concept)))
-        assert c.name == f"c{c.concept}" and c.level == rel.level[c.concept]
+        assert names.name(c.concept) == f"c{c.concept}" and c.level == rel.level[c.concept]
         assert c.parents == tuple(rel.parents_of(c.concept))
     assert {c.concept for c in analysis.concepts} == set(analysis.codes.active_concepts().tolist())
     assert analysis.segmentation is None and analysis.classification is None

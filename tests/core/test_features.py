@@ -31,7 +31,8 @@ def make_folder(root, n=5, size=64, seed=0):
 def test_store_holds_exact_features_with_provenance(tmp_path):
     images = make_folder(tmp_path / "imgs")
     bb = PatchColourBackbone()
-    summary = extract_features(tmp_path / "imgs", tmp_path / "store", bb, dtype="float32", batch_size=2, shard_tokens=40)
+    summary = extract_features(tmp_path / "imgs", tmp_path / "store", bb, dtype="float32", batch_size=2,
+                               shard_tokens=40)
     assert summary.images == 5 and summary.tokens == 5 * 16 and not summary.failed
     store = TokenStore(tmp_path / "store")
     assert store.n_tokens == 80 and store.d == 8 and store.n_images == 5
@@ -142,7 +143,8 @@ def test_batches_are_whole_images_shuffled_by_image_and_deterministic(tmp_path):
     assert all(b.shape[0] % 16 == 0 and b.dtype == np.float32 for b in batches)
     assert sum(b.shape[0] for b in batches) == store.n_tokens
     all_tokens = np.concatenate(batches)
-    assert len(np.unique(all_tokens, axis=0)) == len(np.unique(np.concatenate([store.image_tokens(i) for i in range(6)]), axis=0))
+    every_image = np.concatenate([store.image_tokens(i) for i in range(6)])
+    assert len(np.unique(all_tokens, axis=0)) == len(np.unique(every_image, axis=0))
     again = list(store.iter_batches(40, epoch=0, seed=3))
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
     other_epoch = list(store.iter_batches(40, epoch=1, seed=3))

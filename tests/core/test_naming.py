@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from insight_desktop.core.naming import (
+from insight_desktop.core.concepts.naming import (
     FAMILIES,
     TEMPLATE_FAMILIES,
     ConceptNames,
@@ -30,8 +30,8 @@ from insight_desktop.core.naming import (
     parent_weights,
     vanilla_concept_embeddings,
 )
+from insight_desktop.core.concepts.vocab import cache_path
 from insight_desktop.core.paths import resources_dir
-from insight_desktop.core.vocab import cache_path
 
 D = 64
 WORDS = ("apple", "tree", "castle", "river", "guitar", "zebra", "candle", "bridge", "violin", "tulip",
@@ -143,7 +143,7 @@ def test_family_embedding_is_normalised_mean_of_normalised_templates(planted, tm
 
 def test_template_families_follow_the_spec():
     assert set(TEMPLATE_FAMILIES) == {"noun", "adjective", "verb"}
-    for fam, templates in TEMPLATE_FAMILIES.items():
+    for templates in TEMPLATE_FAMILIES.values():
         assert len(templates) == 10 and len(set(templates)) == 10
         assert all(t.count("{}") == 1 for t in templates)
     assert {"{}", "a {}", "a photo of a {}", "a type of {}"} <= set(TEMPLATE_FAMILIES["noun"])
@@ -190,8 +190,9 @@ def test_damaged_cache_is_recomputed(planted, planted_embeddings, tmp_path, dama
     else:  # a valid file holding the wrong array under the right name
         from safetensors.numpy import save
 
-        from insight_desktop.core.vocab import _cache_metadata
-        path.write_bytes(save({"embeddings": np.zeros((3, 3, D), np.float16)}, metadata=_cache_metadata("fake/planted", vocab)))
+        from insight_desktop.core.concepts.vocab import _cache_metadata
+        path.write_bytes(save({"embeddings": np.zeros((3, 3, D), np.float16)},
+                              metadata=_cache_metadata("fake/planted", vocab)))
     calls = enc.calls
     emb = embed_vocabulary(enc, vocab, backbone_id="fake/planted", cache_dir=tmp_path)
     assert enc.calls > calls
@@ -282,8 +283,8 @@ def test_hierarchy_embeddings_match_a_dense_reference(seed):
     # NaNs stored explicitly in the sparse matrix, as 0/0 would leave them
     coo = sp.coo_matrix(np.where(np.isnan(d_hat), 0, d_hat))
     nan_r, nan_c = np.nonzero(np.isnan(d_hat))
-    with_nans = sp.csr_matrix((np.r_[coo.data, np.full(len(nan_r), np.nan)], (np.r_[coo.row, nan_r], np.r_[coo.col, nan_c])),
-                              shape=(m, m))
+    with_nans = sp.csr_matrix((np.r_[coo.data, np.full(len(nan_r), np.nan)],
+                               (np.r_[coo.row, nan_r], np.r_[coo.col, nan_c])), shape=(m, m))
     got = hierarchy_concept_embeddings(W, b, with_nans, sp.csr_matrix(mu))
     np.testing.assert_allclose(got, ref, atol=1e-5)
     np.testing.assert_allclose(hierarchy_concept_embeddings(W, b, d_hat, mu), ref, atol=1e-5)
@@ -413,8 +414,8 @@ def test_default_vocabularies_load_clean():
 
 def test_user_vocabulary_edge_cases(tmp_path):
     p = tmp_path / "my terms.txt"
-    p.write_bytes("\ufeff# domain words\n\n  rust  \r\nCorrosion\r\ncorrosion\n  # indented comment\nweld  seam\n\t\nrust\n"
-                  .encode("utf-8"))
+    p.write_bytes("\ufeff# domain words\n\n  rust  \r\nCorrosion\r\ncorrosion\n  # indented comment\n"
+                  "weld  seam\n\t\nrust\n".encode("utf-8"))
     v = load_vocabulary(p)
     assert v.name == "my terms" and v.terms == ("rust", "Corrosion", "weld seam")
     assert load_vocabulary(p, name="metal").name == "metal"
@@ -439,8 +440,8 @@ def test_user_vocabulary_edge_cases(tmp_path):
 # --- the real (tiny) backbone ------------------------------------------------------------------
 
 def test_embed_vocabulary_with_the_tiny_backbone(tiny_backbone, tmp_path):
-    vocab = Vocabulary("tiny", ("dog", "cat", "red", "running", "house", "tree", "car", "blue", "sky", "water",
-                                "boat", "sailboat", "green", "flying", "bird", "road", "snow", "wooden", "eating", "sea"))
+    vocab = Vocabulary("tiny", ("dog", "cat", "red", "running", "house", "tree", "car", "blue", "sky", "water", "boat",
+                                "sailboat", "green", "flying", "bird", "road", "snow", "wooden", "eating", "sea"))
     emb = embed_vocabulary(tiny_backbone, vocab, cache_dir=tmp_path, batch_size=200)
     d = tiny_backbone.feature_dim
     assert emb.shape == (20, 3, d) and emb.dtype == np.float32

@@ -29,7 +29,8 @@ def test_core_modules_never_import_qt():
     assert "insight_desktop.core.features" in names
     out = _run("import importlib, sys\n"
                f"for n in {names!r}: importlib.import_module(n)\n"
-               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'superqt', 'shiboken6') "
+               "print(sorted(m for m in sys.modules "
+               "if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'superqt', 'shiboken6') "
                "or m.startswith('insight_desktop.gui')))")
     assert out.strip() == "[]"
 

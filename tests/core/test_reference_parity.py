@@ -20,16 +20,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from insight_desktop.core.concepts.codes import SparseCodes
+from insight_desktop.core.concepts.compute import compute_relations_from_codes
+from insight_desktop.core.concepts.naming import hierarchy_concept_embeddings
 from insight_desktop.core.engine import Analyzer
-from insight_desktop.core.naming import hierarchy_concept_embeddings
-from insight_desktop.core.relations import compute_relations_from_codes
-from insight_desktop.core.relations_codes import SparseCodes
-from insight_desktop.core.sae import (ArrayTokenSource, MatryoshkaSAE, SAEConfig, TrainConfig, batch_topk_dense,
-                                      matryoshka_loss_dense, sparse_step, train_sae)
+from insight_desktop.core.sae import (
+    ArrayTokenSource,
+    MatryoshkaSAE,
+    SAEConfig,
+    TrainConfig,
+    batch_topk_dense,
+    matryoshka_loss_dense,
+    sparse_step,
+    train_sae,
+)
 
 from .fakes import random_sae, write_test_bundle
-
-
 
 # ==============================================================================================
 # Backbone, padding, crop and sliding windows (docs/method.md §1, §6)
@@ -244,7 +250,7 @@ def reference_windows(backbone, sae, rgb: np.ndarray, text: np.ndarray, *, crop:
             a = torch.relu((f.flatten(1).T - b_dec) @ W_enc + b_enc)               # float32, as the SAE
             z = (a * (a > theta)).T.reshape(-1, *f.shape[1:]).double()             # [m, gh, gw]
             size = (y2 - y1, x2 - x1)
-            up = lambda g: F.interpolate(g[None], size=size, mode="bilinear", align_corners=False)[0]  # noqa: E731
+            up = lambda g, size=size: F.interpolate(g[None], size=size, mode="bilinear", align_corners=False)[0]  # noqa: E731
             x_hat = torch.einsum("mhw,md->hwd", up(z), W_dec) + b_dec.double()
             bg = torch.sigmoid(up(out.background_logits[0].double())[0]) <= 0.5
             for key, v in (("concept", x_hat), ("opaque", up(f.double()).permute(1, 2, 0))):

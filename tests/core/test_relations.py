@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy.sparse.csgraph import connected_components
 
-from insight_desktop.core.features import TokenStore, extract_features
-from insight_desktop.core.relations import (
-    CHECKPOINT_FILE, Relations, RelationsAccumulator, RelationsError, SparseCodes, compute_relations,
-    compute_relations_from_codes, ragged_arange,
+from insight_desktop.core.concepts.codes import SparseCodes, ragged_arange
+from insight_desktop.core.concepts.compute import (
+    CHECKPOINT_FILE,
+    RelationsAccumulator,
+    compute_relations,
+    compute_relations_from_codes,
 )
+from insight_desktop.core.concepts.relations import Relations, RelationsError
+from insight_desktop.core.features import TokenStore, extract_features
 from insight_desktop.core.sae.config import SAEConfig
 
 from .fakes import PatchColourBackbone
@@ -119,8 +123,10 @@ def code_streams(draw):
     top_n = draw(st.integers(1, 6))
     # Storage settings change only memory and speed: exercise chunking, pending levels, flushes
     # into the row-blocked main matrix, and the plain "everything in one chunk" path.
-    options = {"chunk_tokens": draw(st.sampled_from([1, 4, 1 << 16])), "row_blocks": draw(st.sampled_from([1, 3, 32])),
-               "min_flush_nnz": draw(st.sampled_from([0, 20, 1 << 22])), "flush_ratio": draw(st.sampled_from([0.5, 2.0]))}
+    options = {"chunk_tokens": draw(st.sampled_from([1, 4, 1 << 16])),
+               "row_blocks": draw(st.sampled_from([1, 3, 32])),
+               "min_flush_nnz": draw(st.sampled_from([0, 20, 1 << 22])),
+               "flush_ratio": draw(st.sampled_from([0.5, 2.0]))}
     return z, token_ids, cuts, top_n, options
 
 
@@ -154,9 +160,9 @@ def test_statistics_top_tokens_and_mu_equal_brute_force(stream):
 
 
 def test_many_small_batches_equal_one_big_batch_and_pool_compaction(monkeypatch):
-    from insight_desktop.core import relations_top
+    from insight_desktop.core.concepts import statistics
 
-    monkeypatch.setattr(relations_top, "_MIN_POOL", 16)  # compact the shared code pool often
+    monkeypatch.setattr(statistics, "_MIN_POOL", 16)  # compact the shared code pool often
     rng = np.random.default_rng(1)
     n, m, k = 3000, 40, 5
     idx = np.argsort(rng.random((n, m)), axis=1)[:, :k]

@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from insight_desktop.core.sae import (MatryoshkaSAE, SAEConfig, batch_topk_dense, batch_topk_indices,
-                                      geometric_median, matryoshka_loss_dense)
-from insight_desktop.core.sae import sparse_step
+from insight_desktop.core.sae import (
+    MatryoshkaSAE,
+    SAEConfig,
+    batch_topk_dense,
+    batch_topk_indices,
+    geometric_median,
+    matryoshka_loss_dense,
+    sparse_step,
+)
 from insight_desktop.core.sae.trainer import update_threshold
 
 
@@ -41,7 +47,10 @@ def test_geometric_median_known_cases():
 def test_geometric_median_minimises_sum_of_distances():
     pts = torch.tensor(np.random.default_rng(1).normal(size=(50, 3)) ** 3)
     gm = geometric_median(pts)
-    cost = lambda p: torch.linalg.norm(pts - p, dim=1).sum().item()
+
+    def cost(p):
+        return torch.linalg.norm(pts - p, dim=1).sum().item()
+
     for delta in torch.eye(3, dtype=pts.dtype) * 1e-2:
         assert cost(gm) <= cost(gm + delta) + 1e-9 and cost(gm) <= cost(gm - delta) + 1e-9
 

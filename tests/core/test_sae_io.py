@@ -6,8 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from insight_desktop.core.sae import (MatryoshkaSAE, SAEConfig, SAEError, import_dictionary_learning, load_sae,
-                                      save_sae)
+from insight_desktop.core.sae import MatryoshkaSAE, SAEConfig, SAEError, import_dictionary_learning, load_sae, save_sae
 from insight_desktop.core.sae.io import CONFIG_KEY, VERSION_KEY
 
 
@@ -153,10 +152,10 @@ def test_training_record_round_trips_and_info_reports_theta_and_auxk(tmp_path):
 
 
 def test_bundles_keep_the_training_record_and_info_reports_it(tmp_path):
-    from .fakes import PatchColourBackbone, random_sae, write_test_bundle
-
-    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.concepts.bundle import ConceptModel
     from insight_desktop.core.inspect import describe
+
+    from .fakes import PatchColourBackbone, random_sae, write_test_bundle
 
     sae = random_sae(8, 32, threshold=-1.0)
     sae.training_info = {**RECORD, "threshold_updates": 0}

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from insight_desktop.core.sae import (ArrayTokenSource, SAEConfig, SAEError, TokenSource, TrainConfig,
-                                      TrainProgress, plan_run, train_sae)
+from insight_desktop.core.sae import (
+    ArrayTokenSource,
+    SAEConfig,
+    SAEError,
+    TokenSource,
+    TrainConfig,
+    TrainProgress,
+    plan_run,
+    train_sae,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +43,10 @@ def planted_hierarchy(seed=2, d=128, n_coarse=6, n_fine=3, n_tokens=24_000):
     family (the parent is then the mean of its family, as a coarse concept should be).
     """
     rng = np.random.default_rng(seed)
-    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
     coarse = unit(rng.standard_normal((n_coarse, d)))
     p = rng.standard_normal((n_coarse, n_fine, d))
     p -= p.mean(1, keepdims=True)

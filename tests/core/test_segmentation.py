@@ -1,4 +1,5 @@
-"""Segmentation through concepts: exact upsampling, exact contributions, lossless = opaque, FOUND, class lists."""
+"""Segmentation through concepts: exact upsampling, exact contributions, lossless = opaque, FOUND, class lists,
+reference windows, and segmenting again from an Analysis alone (a concept switched off)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from insight_desktop.core.engine import Analyzer
-from insight_desktop.core.tasks import ClassListError, GridSampler, NeighbourGram, PatchCodes, segment
+from insight_desktop.core.tasks import (
+    ActiveDecoder,
+    ClassListError,
+    GridSampler,
+    NeighbourGram,
+    PatchCodes,
+    SegmentationInputs,
+    segment,
+)
 from insight_desktop.core.tasks.prompts import parse_class_list, read_class_file, validate_classes
 from insight_desktop.core.tasks.segmentation import BACKGROUND_DELTA, _labels
 
@@ -62,7 +71,6 @@ def planted():
     x = torch.from_numpy(rng.standard_normal((h * w, d)).astype(np.float32))
     with torch.inference_mode():
         z = sae.encode(x)
-        x_hat = sae.decode(z)
     codes = PatchCodes.from_dense(z, (h, w))
     active = codes.active_concepts()
     text = rng.standard_normal((3, d))
@@ -72,7 +80,8 @@ def planted():
     # The analysed image is 3 px short of whole patches at the bottom: the grid covers padding.
     out = (h * patch - 3, w * patch)
     sampler = GridSampler.make((h, w), out, (1 / patch, 1 / patch))
-    result = segment(codes, x_hat.numpy(), x.numpy(), W[active], active, b, text, ["a", "b", "c"], sampler)
+    result = segment(SegmentationInputs(codes, ActiveDecoder(active, W[active], b), text, ("a", "b", "c"), sampler,
+                                        features=x.numpy()))
     # Independent reference: upsample the dense codes with torch, decode, normalise, per pixel.
     z_up = torch_up(z.numpy().T.reshape(m, h, w), (h * patch, w * patch))[:, :out[0]]   # [m, H, W]
     x_hat_up = np.einsum("mhw,md->hwd", z_up, W) + b
@@ -274,11 +283,87 @@ def test_given_labels_must_match_the_image():
     sampler = GridSampler.make((2, 3), (32, 48), (1 / 16, 1 / 16))
     given = window_segmentation([_window_scores_of(v, text)], ["a", "b"], (32, 48), (30, 48), 16)
     with pytest.raises(ValueError, match="do not match"):
-        segment(codes, v.reshape(6, 4), v.reshape(6, 4), np.eye(4), np.arange(4), np.zeros(4), text, ["a", "b"],
-                sampler, given=given)
+        decoder = ActiveDecoder(np.arange(4), np.eye(4), np.zeros(4))
+        segment(SegmentationInputs(codes, decoder, text, ("a", "b"), sampler, features=v.reshape(6, 4)), given=given)
 
 
 def _window_scores_of(v, text):
     from insight_desktop.core.tasks import WindowScores
 
     return WindowScores.of((0, 0, 32, 48), v, v, text)
+
+
+# -- what a change of active concepts needs, kept in the Analysis ------------------------------------
+
+
+@pytest.fixture
+def analysed(tmp_path):
+    """An analysis (lossy SAE with a decoder bias, FOUND background, three overlapping windows) and
+    the SAE's parameters; the analyzer and its model are closed before the tests read it."""
+    bb = TextColourBackbone(d=8, background=True)
+    sae = random_sae(8, 32, k=3, seed=5)
+    analyzer = Analyzer(write_test_bundle(tmp_path / "m", bb, sae), backbone=bb, device="cpu")
+    rng = np.random.default_rng(7)
+    rgb = np.ascontiguousarray(np.repeat(np.repeat(rng.integers(0, 256, (3, 5, 3), dtype=np.uint8), 40, 0), 40, 1))
+    analysis = analyzer.analyze(rgb, ["red", "green", "blue"], background=True)
+    analyzer.close()
+    return analysis, sae.W_dec.detach().numpy().copy(), sae.b_dec.detach().numpy().copy()
+
+
+def test_segmentation_is_recomputed_from_the_analysis_alone(analysed):
+    """The Analysis keeps the active concepts' decoder rows, b_dec and the class embeddings, read-only:
+    segmenting again from it alone gives the analyzer's labels, probabilities and explanations."""
+    analysis, W_dec, b_dec = analysed
+    decoder, seg = analysis.decoder, analysis.segmentation
+    assert analysis.windows == 3 and seg.background_label == 3
+    np.testing.assert_array_equal(decoder.concepts, analysis.codes.active_concepts())
+    np.testing.assert_array_equal(decoder.rows, W_dec[decoder.concepts])
+    np.testing.assert_array_equal(decoder.bias, b_dec)
+    assert analysis.class_embeddings.shape == (3, 8)
+    for kept in (decoder.concepts, decoder.rows, decoder.bias, analysis.class_embeddings):
+        assert not kept.flags.writeable
+    again = segment(analysis.segmentation_inputs())
+    np.testing.assert_array_equal(again.labels, seg.labels)
+    np.testing.assert_array_equal(again.max_probability, seg.max_probability)
+    np.testing.assert_array_equal(again.opaque_labels, seg.opaque_labels)
+    assert again.class_names == seg.class_names == ("red", "green", "blue", "background")
+    assert [(s.label, s.pixels, s.logit_sum, s.bias) for s in again.segments] == \
+        [(s.label, s.pixels, s.logit_sum, s.bias) for s in seg.segments]
+    assert [[(c.concept, c.value) for c in s.contributions] for s in again.segments] == \
+        [[(c.concept, c.value) for c in s.contributions] for s in seg.segments]
+
+
+def test_switching_a_concept_off_removes_exactly_its_contribution(analysed):
+    """With z_j = 0 the numerator ⟨x̂(p), t_c⟩ of every logit loses exactly z_j(p)·S_jc, so the new
+    logit is (old logit − j's contribution) · ‖x̂(p)‖ / ‖x̂'(p)‖, and every other term is rescaled
+    by the same factor; labels change only where j fires."""
+    from insight_desktop.core.tasks import without_concepts
+
+    analysis, _, _ = analysed
+    seg = analysis.segmentation
+    largest = max((s for s in seg.segments if s.label != seg.background_label), key=lambda s: s.pixels)
+    j = largest.contributions[0].concept                      # what speaks most for the largest segment
+    off_codes = without_concepts(analysis.codes, [j])
+    assert j not in off_codes.active_concepts() and off_codes.nnz == analysis.codes.nnz - analysis.concept(j).patches
+    off = segment(analysis.segmentation_inputs(off_codes))
+
+    def norms(codes):  # ‖x̂(p)‖ at every pixel, upsampling x̂ directly (independent of the Gram formula)
+        x_hat = analysis.decoder.decode(codes).T.reshape(8, *codes.grid)
+        return np.linalg.norm(seg.sampler.upsample_full(x_hat, np.float64), axis=0)
+
+    on_norm, off_norm = norms(analysis.codes), norms(off_codes)
+    fires = analysis.display_map(j) > 0
+    ys, xs = np.nonzero(fires)
+    for y, x in list(zip(ys, xs))[::max(1, ys.size // 12)]:
+        for c in range(3):
+            before, after = seg.explain_pixel(y, x, c), off.explain_pixel(y, x, c)
+            terms = {k.concept: k.value for k in before.contributions}
+            scale = on_norm[y, x] / off_norm[y, x]
+            assert j in terms and j not in {k.concept for k in after.contributions}
+            assert after.logit == pytest.approx(scale * (before.logit - terms[j]), rel=1e-9, abs=1e-9)
+            assert after.bias == pytest.approx(scale * before.bias, rel=1e-9, abs=1e-12)
+            for k in after.contributions:
+                assert k.value == pytest.approx(scale * terms[k.concept], rel=1e-9, abs=1e-12)
+    changed = off.labels != seg.labels
+    assert changed.any() and not (changed & ~fires).any()
+    np.testing.assert_array_equal(off.opaque_labels, seg.opaque_labels)   # the opaque path has no concepts

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from insight_desktop.core.backbones.tiny import save_upstream_last_pt
-from insight_desktop.core.catalogue import CatalogueError, CatalogueEntry, entry, load_catalogue
-from insight_desktop.core.demo import demo_model_path
-from insight_desktop.core.download import DownloadError, NetworkUnavailable
+from insight_desktop.core.paths import demo_model_path
 from insight_desktop.core.store import DEMO_ID, ModelStore, StoreError
+from insight_desktop.core.store.download import DownloadError, NetworkUnavailable
+from insight_desktop.core.store.known_models import KnownModel, KnownModelsError, known_model, load_known_models
 from tests.core.http_fixture import file_server, hub_online  # noqa: F401 — fixtures
 from tests.core.test_dinoiser_checkpoint import upstream_heads
 from tests.core.test_download import place_in_hub_cache
@@ -33,25 +33,25 @@ def write_catalogue(path, entries):
 
 
 def test_bundled_catalogue_is_valid():
-    entries = {e.id: e for e in load_catalogue()}
+    entries = {e.id: e for e in load_known_models()}
     oc = entries["openclip-vit-b-16-laion2b"]
     assert oc.open_clip == ("ViT-B-16", "laion2b_s34b_b88k")
     assert oc.hf == ("laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
                      ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
     assert entries["clip-dinoiser"].url.endswith("/checkpoints/last.pt") and entries["clip-dinoiser"].kind == "dinoiser"
     assert entries["insight-sae-vit-b16"].import_only
-    assert CatalogueEntry.from_dict(oc.to_dict()) == oc
-    with pytest.raises(CatalogueError, match="no model 'nope'.*openclip-vit-b-16-laion2b"):
-        entry("nope")
+    assert KnownModel.from_dict(oc.to_dict()) == oc
+    with pytest.raises(KnownModelsError, match="no model 'nope'.*openclip-vit-b-16-laion2b"):
+        known_model("nope")
 
 
 def test_bad_catalogue_entries_are_named(tmp_path):
     bad = write_catalogue(tmp_path / "c.json", [{"id": "x", "kind": "weird", "title": "X", "source": {"import": True}}])
-    with pytest.raises(CatalogueError, match="entry 'x': kind 'weird'"):
-        load_catalogue(bad)
+    with pytest.raises(KnownModelsError, match="entry 'x': kind 'weird'"):
+        load_known_models(bad)
     bad = write_catalogue(tmp_path / "c.json", [{"id": "y", "kind": "dinoiser", "source": {"url": "ftp://a"}}])
-    with pytest.raises(CatalogueError, match="source.url"):
-        load_catalogue(bad)
+    with pytest.raises(KnownModelsError, match="source.url"):
+        load_known_models(bad)
 
 
 def test_opened_empty_store_lists_the_demo_and_writes_nothing(store):
@@ -122,39 +122,51 @@ def test_invalid_files_are_refused_and_nothing_is_copied(store, tmp_path, tiny_m
 
 
 def test_store_references_build_the_same_backbone(store, tiny_model_files):
-    from insight_desktop.core.backbones import create_backbone
+    from insight_desktop.core.backbones import BackboneError, create_backbone
+    from insight_desktop.core.store.open_backbone import open_backbone
 
     dino = store.import_file(tiny_model_files.dinoiser_path)
     ckpt = store.import_file(tiny_model_files.checkpoint_path)
     common = dict(device="cpu", model=str(tiny_model_files.config_path))
     by_path = create_backbone("clip-dinoiser", pretrained=str(tiny_model_files.checkpoint_path),
                               dinoiser=str(tiny_model_files.dinoiser_path), **common)
-    by_ref = create_backbone("clip-dinoiser", pretrained=ckpt.reference, dinoiser=dino.reference, **common)
+    by_ref = open_backbone("clip-dinoiser", pretrained=ckpt.reference, dinoiser=dino.reference, **common)
     assert by_ref.id == by_path.id
+    # the spec keeps the references as written (portable), not this machine's paths
     assert by_ref.spec.options["dinoiser"] == dino.reference and by_ref.spec.options["pretrained"] == ckpt.reference
+    assert open_backbone(by_ref.spec, device="cpu").id == by_ref.id
     x = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():
         torch.testing.assert_close(by_ref.dense_features(x), by_path.dense_features(x))
-    from insight_desktop.core.backbones import BackboneError
-
     with pytest.raises(BackboneError, match="'nothing' is not installed"):
-        create_backbone("clip-dinoiser", pretrained=ckpt.reference, dinoiser="store:nothing", **common)
+        open_backbone("clip-dinoiser", pretrained=ckpt.reference, dinoiser="store:nothing", **common)
+    # backbones never look into the store: an unresolved reference says where it is resolved
+    unresolved = "dinoiser='store:clip-dinoiser' names a file in the model store.*open_backbone"
+    with pytest.raises(BackboneError, match=unresolved):
+        create_backbone("clip-dinoiser", pretrained=str(tiny_model_files.checkpoint_path),
+                        dinoiser="store:clip-dinoiser", **common)
 
 
 def test_openclip_tag_falls_back_to_the_store(store, tmp_path):
-    from insight_desktop.core.backbones import BackboneError
+    from insight_desktop.core.backbones import BackboneError, BackboneSpec
     from insight_desktop.core.backbones.openclip_loading import resolve_pretrained
-    from insight_desktop.core.store_index import InstalledModel, now_iso, write_index
+    from insight_desktop.core.store.index import InstalledModel, now_iso, write_index
+    from insight_desktop.core.store.open_backbone import open_backbone, resolved_options
 
     empty_cache = str(tmp_path / "hf-empty")
-    with pytest.raises(BackboneError, match="insight models get openclip-vit-b-16-laion2b"):
-        resolve_pretrained("ViT-B-16", "laion2b_s34b_b88k", empty_cache)
+    spec = BackboneSpec("clip-dinoiser",
+                        {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k", "cache_dir": empty_cache})
+    with pytest.raises(BackboneError, match="not available offline.*insight models get openclip-vit-b-16-laion2b"):
+        open_backbone(spec, device="cpu")
+    assert "pretrained_fallback" not in resolved_options(spec)
     weights = store.root / "openclip" / "x" / "open_clip_model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"not really")
     write_index(store.root, [InstalledModel("x", "openclip", "X", weights, 10, None, "MIT", "test", now_iso(),
                                             model="ViT-B-16", pretrained="laion2b_s34b_b88k")])
-    resolved = resolve_pretrained("ViT-B-16", "laion2b_s34b_b88k", empty_cache)
+    fallback = resolved_options(spec)["pretrained_fallback"]
+    assert fallback == str(weights)
+    resolved = resolve_pretrained("ViT-B-16", "laion2b_s34b_b88k", empty_cache, fallback_file=fallback)
     assert resolved.path == weights and resolved.label == "laion2b_s34b_b88k"
 
 
@@ -214,7 +226,7 @@ def test_get_from_hub_uses_the_cache_without_network(store, tmp_path, tiny_model
 
 
 def test_import_release_makes_a_portable_bundle(store, tmp_path):
-    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.concepts.bundle import ConceptModel
 
     m, d = 16, 8
     g = torch.Generator().manual_seed(0)
@@ -229,7 +241,8 @@ def test_import_release_makes_a_portable_bundle(store, tmp_path):
     assert item.id == "insight-sae-vit-b16" and item.kind == "bundle"
     assert item in store.concept_models()
     spec = ConceptModel.load(item.path).manifest.backbone["spec"]
-    assert spec["options"] == {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k", "dinoiser": "store:clip-dinoiser"}
+    assert spec["options"] == {"model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k",
+                               "dinoiser": "store:clip-dinoiser"}
     again = store.import_release(tmp_path / "ae.pt", tmp_path / "names.txt")
     assert again.id == "insight-sae-vit-b16-2"
     (tmp_path / "short.txt").write_text("a\nb")

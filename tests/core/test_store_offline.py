@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from insight_desktop.core.demo import demo_model_path
+from insight_desktop.core.paths import demo_model_path
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from insight_desktop.cli import main
-from insight_desktop.core.bundle import ConceptModel
+from insight_desktop.core.concepts.bundle import ConceptModel
 from tests.core.fakes import lossless_sae, random_sae, write_test_bundle
 
 

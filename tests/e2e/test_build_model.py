@@ -9,7 +9,7 @@ from PIL import Image
 
 from insight_desktop.cli import main
 from insight_desktop.core.build import BuildOptions, BuildStopped, build_model
-from insight_desktop.core.bundle import ConceptModel
+from insight_desktop.core.concepts.bundle import ConceptModel
 from tests.core.fakes import write_block_photos
 
 WORDS = ["red", "green", "blue", "stripes", "dots", "sky", "grass", "water", "stone", "wood", "metal", "cloud"]
@@ -70,13 +70,13 @@ def test_interrupted_build_resumes_to_the_same_model(tmp_path, photos, vocab, ti
         out = tmp_path / f"resumed-{stage_to_stop}"
         seen = {"n": 0}
 
-        def progress(p, stage_to_stop=stage_to_stop):
+        def progress(p, stage_to_stop=stage_to_stop, seen=seen):
             if p.stage == stage_to_stop:
                 seen["n"] += 1
 
         with pytest.raises(BuildStopped, match="run the same command again"):
             build_model(photos, out, tiny_backbone, options, device="cpu", on_progress=progress,
-                        should_stop=lambda reports=reports: seen["n"] >= reports)
+                        should_stop=lambda reports=reports, seen=seen: seen["n"] >= reports)
         assert (tmp_path / f"resumed-{stage_to_stop}.work").exists() and not out.exists()
         model = ConceptModel.load(build_model(photos, out, tiny_backbone, options, device="cpu"))
         for name in ("W_enc", "W_dec", "b_dec", "threshold"):

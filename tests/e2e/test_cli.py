@@ -76,7 +76,7 @@ def test_user_errors_are_one_clear_line(tmp_path, tiny_model_files, capsys, phot
 
 
 def test_levels_option():
-    from insight_desktop.cli import CLIError, parse_levels
+    from insight_desktop.cli.common import CLIError, parse_levels
 
     assert parse_levels("3") == pytest.approx((1 / 7, 2 / 7, 4 / 7))
     assert parse_levels("0.25,0.75") == (0.25, 0.75)
@@ -96,7 +96,7 @@ def test_relations_and_name_stand_alone(tmp_path, photo_folder, tiny_model_files
     assert main(["relations", str(store), "--sae", str(sae), "--out", str(rel), "--device", "cpu", "-q"]) == 0
     assert "1,176 tokens" in capsys.readouterr().out
 
-    from insight_desktop.core.relations import Relations
+    from insight_desktop.core.concepts.relations import Relations
 
     relations = Relations.load(rel)
     assert relations.n_tokens == 1176 and relations.n_concepts == 32
@@ -108,7 +108,7 @@ def test_relations_and_name_stand_alone(tmp_path, photo_folder, tiny_model_files
                      "--vocab", str(words), "--no-default-vocab", "-q", *backbone_args(tiny_model_files)]) == 0
         assert f"32 names ({method})" in capsys.readouterr().out
 
-        from insight_desktop.core.naming import ConceptNames
+        from insight_desktop.core.concepts.naming import ConceptNames
 
         loaded = ConceptNames.from_json(names.read_text())
         assert loaded.method == method and set(loaded.names) <= {"red", "green", "blue", "noise"}

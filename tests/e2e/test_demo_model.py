@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from insight_desktop.core.demo import demo_model_path
+from insight_desktop.core.paths import demo_model_path
 
 
 @pytest.mark.skipif(demo_model_path() is None, reason="resources/models/demo-concepts.zip not built")
@@ -25,7 +25,7 @@ def test_make_run_shows_named_concepts_of_a_real_photo(capsys):
 
 
 def test_demo_bundle_is_small_and_complete():
-    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.concepts.bundle import ConceptModel
 
     path = demo_model_path()
     if path is None:

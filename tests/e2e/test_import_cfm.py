@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from insight_desktop.cli import main
-from insight_desktop.core.bundle import ConceptModel
+from insight_desktop.core.concepts.bundle import ConceptModel
 from insight_desktop.core.import_cfm import CFMImportError, read_names, sparsify_d
 
 M, D = 16, 8

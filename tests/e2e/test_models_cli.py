@@ -9,8 +9,8 @@ import signal
 import pytest
 
 from insight_desktop.cli import main
-from insight_desktop.core import download
-from insight_desktop.core.demo import demo_model_path
+from insight_desktop.core.paths import demo_model_path
+from insight_desktop.core.store import download
 from tests.core.http_fixture import file_server  # noqa: F401 — the fixture
 
 PAYLOAD_SIZE = 400_000

@@ -72,7 +72,8 @@ def test_the_launcher_runs_the_gui_entry_point_of_pyproject():
 
 def test_every_file_of_resources_is_collected_where_importlib_resources_finds_it(collect, datas):
     root = collect.RESOURCES_SOURCE
-    files = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".py", ".pyc"}]
+    files = [p for p in root.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".py", ".pyc"}]
     assert len(files) >= 10
     for path in files:
         expected = str(Path("insight_desktop/resources") / path.relative_to(root))
@@ -83,9 +84,8 @@ def test_every_file_of_resources_is_collected_where_importlib_resources_finds_it
 
 def test_the_files_the_app_opens_by_name_are_collected(collect, datas):
     from insight_desktop.core.backbones.demo_effnet_minilm import BRIDGE_RESOURCE
-    from insight_desktop.core.demo import DEMO_MODEL
-    from insight_desktop.core.paths import resources_dir
-    from insight_desktop.core.vocab import DEFAULT_VOCABULARY_FILES
+    from insight_desktop.core.concepts.vocab import DEFAULT_VOCABULARY_FILES
+    from insight_desktop.core.paths import DEMO_MODEL, resources_dir
     from insight_desktop.gui.dialogs import LICENCE_FILES
 
     installed = resources_dir()

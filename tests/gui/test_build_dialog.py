@@ -66,6 +66,9 @@ def dialog(qtbot, tmp_path, monkeypatch, tiny_backbone):
                                   train={"batch_tokens": 392, "lr": 2e-3, "dead_tokens": 2000,
                                          "threshold_start_step": 4, "checkpoint_every": 2, "seed": 0})
     d.backbone_factory = Factory(tiny_backbone)
+    # pytest-qt closes widgets before fixtures end: a test that fails mid-build would otherwise hang
+    # the whole run on the modal "Stop the build?" question. Tests that check the question patch it again.
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     d.show()
     yield d
     if d.job is not None:
@@ -82,7 +85,7 @@ def type_into(qtbot, widget, text):
 
 def fill_form(qtbot, d, folder):
     type_into(qtbot, d.folder_edit, str(folder))
-    qtbot.waitUntil(lambda: d.folder_status.text().startswith("6 images"), timeout=3000)
+    qtbot.waitUntil(lambda: d.folder_status.text().startswith("6 images"), timeout=30_000)
     d.backbone_combo.setFocus()
     qtbot.keyClick(d.backbone_combo, Qt.Key.Key_Down)  # the reference backbone (the test factory makes it tiny)
     for spin, value in ((d.concepts_spin, "32"), (d.k_spin, "4"), (d.levels_spin, "2"), (d.epochs_spin, "4")):
@@ -91,7 +94,7 @@ def fill_form(qtbot, d, folder):
 
 
 def test_builds_a_model_with_stage_progress_and_hands_it_over(qtbot, dialog, photos, tmp_path):
-    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.concepts.bundle import ConceptModel
 
     fill_form(qtbot, dialog, photos)
     assert "1 other file is left out" in dialog.folder_status.text()
@@ -120,12 +123,12 @@ def test_builds_a_model_with_stage_progress_and_hands_it_over(qtbot, dialog, pho
                  "Step 4 of 7: Finding how concepts relate", "Step 7 of 7: Writing the model file"):
         assert step in stages, f"{step!r} never shown with a progress value"
     assert max(v for t, v in shown if t.startswith("Step 3")) == 1000  # the SAE bar reached its end
-    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5000)       # closed after handing it over
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=30_000)       # closed after handing it over
     assert dialog.result() == dialog.DialogCode.Accepted and dialog.job is None
 
 
 def test_cancel_mid_build_leaves_no_model_and_the_next_build_resumes(qtbot, dialog, photos, tiny_backbone):
-    from insight_desktop.core.bundle import ConceptModel
+    from insight_desktop.core.concepts.bundle import ConceptModel
 
     dialog.backbone_factory = factory = Factory(tiny_backbone, gated=True)
     fill_form(qtbot, dialog, photos)
@@ -137,8 +140,9 @@ def test_cancel_mid_build_leaves_no_model_and_the_next_build_resumes(qtbot, dial
         qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
         assert dialog.stage_label.text().startswith("Stopping")
         factory.gate.set()
-    qtbot.waitUntil(lambda: dialog.job is None, timeout=10_000)
-    assert dialog.stage_label.text().startswith("Build stopped.") and "continues where it stopped" in dialog.stage_label.text()
+    qtbot.waitUntil(lambda: dialog.job is None, timeout=30_000)
+    stage = dialog.stage_label.text()
+    assert stage.startswith("Build stopped.") and "continues where it stopped" in stage
     assert not out.exists() and out.with_name(out.name + ".work").is_dir()   # no model; the finished work kept
     assert dialog.isVisible() and dialog.folder_edit.isEnabled() and not dialog.cancel_button.isEnabled()
     assert not dialog.error_label.isVisible()
@@ -155,22 +159,22 @@ def test_an_empty_folder_says_so_and_cannot_be_built(qtbot, dialog, tmp_path):
     empty.mkdir()
     (empty / "readme.txt").write_text("no pictures here")
     type_into(qtbot, dialog.folder_edit, str(empty))
-    qtbot.waitUntil(lambda: dialog.folder_status.text().startswith("No images"), timeout=3000)
+    qtbot.waitUntil(lambda: dialog.folder_status.text().startswith("No images"), timeout=30_000)
     assert not dialog.build_button.isEnabled()
     type_into(qtbot, dialog.folder_edit, str(tmp_path / "missing"))
-    qtbot.waitUntil(lambda: dialog.folder_status.text().startswith("Cannot use this folder"), timeout=3000)
+    qtbot.waitUntil(lambda: dialog.folder_status.text().startswith("Cannot use this folder"), timeout=30_000)
     assert not dialog.build_button.isEnabled()
 
 
 def test_an_existing_output_file_blocks_the_build_until_renamed(qtbot, dialog, photos, tmp_path):
     type_into(qtbot, dialog.folder_edit, str(photos))
-    qtbot.waitUntil(lambda: dialog.build_button.isEnabled(), timeout=3000)
+    qtbot.waitUntil(lambda: dialog.build_button.isEnabled(), timeout=30_000)
     taken = tmp_path / "taken.zip"
     taken.write_bytes(b"a model")
     type_into(qtbot, dialog.output_edit, str(taken))
     assert "exists already" in dialog.output_status.text() and not dialog.build_button.isEnabled()
     type_into(qtbot, dialog.folder_edit, str(photos) + "/")   # the folder changes; the user's file stays
-    qtbot.waitUntil(lambda: not dialog._scan_timer.isActive(), timeout=3000)
+    qtbot.waitUntil(lambda: not dialog._scan_timer.isActive(), timeout=30_000)
     assert dialog.output_edit.text() == str(taken)
 
 

@@ -89,8 +89,7 @@ def test_the_probe_is_offered_when_the_bundle_has_one(qtbot, panel, document):
     zs = document.analysis.classification
     rng = np.random.default_rng(0)
     W = rng.normal(size=(4, document.catalog.n_concepts)) * (rng.random((4, document.catalog.n_concepts)) < 0.3)
-    probe = probe_classify(W, ("tabby", "lynx", "teapot", "kite"), zs.concepts, zs.activations,
-                           concept_names=document.catalog.name)
+    probe = probe_classify(W, ("tabby", "lynx", "teapot", "kite"), zs.concepts, zs.activations)
     document.set_analysis(dataclasses.replace(document.analysis, probe=probe))
     assert panel.method.isEnabled() and [panel.method.itemText(i) for i in range(2)] == [ZERO_SHOT, PROBE]
     qtbot.keyClick(panel.method, Qt.Key.Key_Down)

@@ -8,7 +8,8 @@ import pytest
 from PySide6.QtCore import QBuffer, QIODevice, Qt
 from PySide6.QtGui import QColor, QImage
 
-from insight_desktop.core.naming import ConceptNames, NameCandidate
+from insight_desktop.core.concepts.names import NameBook
+from insight_desktop.core.concepts.naming import ConceptNames, NameCandidate
 from insight_desktop.gui.widgets.concept_inspector import EMPTY_TEXT, MAX_STRIP_HEIGHT, NO_THUMBNAILS, ConceptInspector
 from insight_desktop.gui.widgets.qt_concept_tree_model import CONCEPT_ROLE
 
@@ -82,8 +83,8 @@ def test_candidates_and_thumbnails(qtbot, document):
     candidates = [()] * catalog.n_concepts
     candidates[5] = (NameCandidate("tabby cat", "object", "everyday", 0.31),
                      NameCandidate("fur", "texture", "everyday", 0.27))
-    names = ConceptNames(names=catalog.names.names, candidates=tuple(candidates), method="vanilla")
-    document.set_catalog(dataclasses.replace(catalog, names=names, thumbnails={5: jpeg(512, 64)}))
+    names = ConceptNames(names=catalog.names.all(), candidates=tuple(candidates), method="vanilla")
+    document.set_catalog(dataclasses.replace(catalog, names=NameBook(names), thumbnails={5: jpeg(512, 64)}))
     w = ConceptInspector(document)
     qtbot.addWidget(w)
     w.resize(360, 700)

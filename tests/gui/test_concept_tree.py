@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt
 
 from insight_desktop.core.engine import ConceptActivation
-from insight_desktop.gui.widgets.concept_tree import SEARCH_DEBOUNCE_MS, ConceptFilterProxy, ConceptTreePanel
+from insight_desktop.gui.widgets.concept_tree import ConceptFilterProxy, ConceptTreePanel
 from insight_desktop.gui.widgets.qt_concept_tree_model import CONCEPT_ROLE, SORT_ROLE, Column, QtConceptTreeModel
 
 
@@ -51,7 +51,7 @@ def type_search(qtbot, panel, text: str) -> None:
     panel.search.setFocus()
     qtbot.keyClicks(panel.search, text)
     assert panel.proxy.search != text.strip() or not text.strip()  # debounced: nothing yet
-    qtbot.waitUntil(lambda: panel.proxy.search == text.strip(), timeout=SEARCH_DEBOUNCE_MS * 10)
+    qtbot.waitUntil(lambda: panel.proxy.search == text.strip(), timeout=30_000)
 
 
 def test_model_structure(qtmodeltester, document):
@@ -81,7 +81,7 @@ def test_activation_column_and_analysis_update_keeps_expansion(panel, document):
     model.dataChanged.connect(lambda a, b, roles: changed.append((a.column(), b.column())))
     # concept 0 now fires, 13 no longer does
     concepts = tuple(c for c in document.analysis.concepts if c.concept != 13) + (
-        ConceptActivation(0, "c0", 5.0, 1, (1,), 3),)
+        ConceptActivation(0, 5.0, 1, (1,), 3),)
     document.set_analysis(dataclasses.replace(document.analysis, concepts=concepts))
     assert not resets and changed and all(c == (Column.ACTIVATION, Column.ACTIVATION) for c in changed)
     assert model.index_of(0, Column.ACTIVATION).data(SORT_ROLE) == 5.0
@@ -110,7 +110,7 @@ def test_search_keeps_ancestors_and_hides_siblings(qtbot, panel):
 
     panel.search.clear()
     qtbot.keyClicks(panel.search, "c4")
-    qtbot.waitUntil(lambda: panel.proxy.search == "c4", timeout=2000)
+    qtbot.waitUntil(lambda: panel.proxy.search == "c4", timeout=30_000)
     # c4, c40…c49, plus the ancestors of c41 (c1) and c44 (c39); c1's other children are hidden
     expected = {4, *range(40, 50), 1, 39}
     assert visible_concepts(panel) == expected
@@ -129,8 +129,8 @@ def test_only_active_here(qtbot, panel, document):
     assert 39 not in shown and 44 not in shown
     # a new analysis in which 0 (under the shown 1) and 44 (under the hidden 39) fire shows them
     # and 39, without touching the checkbox
-    concepts = document.analysis.concepts + (ConceptActivation(0, "c0", 0.01, 1, (1,), 1),
-                                             ConceptActivation(44, "c44", 0.02, 2, (39,), 1))
+    concepts = document.analysis.concepts + (ConceptActivation(0, 0.01, 1, (1,), 1),
+                                             ConceptActivation(44, 0.02, 2, (39,), 1))
     document.set_analysis(dataclasses.replace(document.analysis, concepts=concepts))
     assert {0, 39, 44} <= visible_concepts(panel)
     assert panel.view.isExpanded(panel.index_of(39))
@@ -200,5 +200,5 @@ def test_model_change_resets_and_focus_search(qtbot, panel, document):
     document.set_catalog(catalog)
     assert panel.proxy.rowCount() == catalog.relations.roots.size
     panel.focus_search()
-    qtbot.waitUntil(panel.search.hasFocus, timeout=1000)
+    qtbot.waitUntil(panel.search.hasFocus, timeout=30_000)
     assert np.array_equal(panel.model.name_mask("c63"), np.arange(64) == 63)

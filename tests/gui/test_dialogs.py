@@ -53,8 +53,8 @@ def test_about_without_a_model_shows_version_and_licences(qtbot):
     text = dialog.text_view.toPlainText()
     assert f"Insight Desktop {insight_desktop.__version__}" in text
     assert "No concept model is loaded" in text
-    import PySide6
     import pyqtgraph
+    import PySide6
 
     assert f"PySide6 {PySide6.__version__}" in text and f"pyqtgraph {pyqtgraph.__version__}" in text
     assert "Chelsea the cat" in text                   # resources/samples/LICENSES.md
@@ -88,7 +88,7 @@ def test_show_error_does_not_block_and_keeps_the_traceback(qtbot):
     assert parent.findChild(QMessageBox) is box  # findable by tests and by the window that owns it
 
     qtbot.mouseClick(box.button(QMessageBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not box.isVisible())
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=30_000)
 
     plain = show_error(None, "Oops", "Something failed.")
     assert plain.detailedText() == "" and plain.text() == "Something failed."

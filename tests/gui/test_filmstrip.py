@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, Qt, QThread
+from PySide6.QtCore import Qt, QThread
+from PySide6.QtWidgets import QApplication
 
 from insight_desktop.gui.widgets import filmstrip as fs
 from insight_desktop.gui.widgets.filmstrip import THUMBNAIL_SIZE, Filmstrip, images_in_folder, load_thumbnail
@@ -50,7 +51,7 @@ def test_images_in_folder_is_natural_and_images_only(folder):
 def test_thumbnails_load_and_the_corrupt_file_gets_a_placeholder(qtbot, strip, folder):
     paths = images_in_folder(folder)
     strip.set_images(paths)
-    qtbot.waitUntil(lambda: _loaded(strip), timeout=5000)
+    qtbot.waitUntil(lambda: _loaded(strip), timeout=30_000)
 
     assert [strip.thumbnail_state(i) for i in range(4)] == ["ready", "ready", "ready", "broken"]
     # real pixels, scaled to fit 96 px with the aspect ratio kept (small images are not enlarged)
@@ -75,7 +76,7 @@ def test_thumbnails_are_decoded_off_the_gui_thread(qtbot, strip, folder, monkeyp
 
     monkeypatch.setattr(fs, "load_thumbnail", spy)
     strip.set_images(images_in_folder(folder))
-    qtbot.waitUntil(lambda: _loaded(strip), timeout=5000)
+    qtbot.waitUntil(lambda: _loaded(strip), timeout=30_000)
     assert len(threads) == 4 and strip.thread() not in threads
 
 
@@ -85,13 +86,13 @@ def test_only_visible_thumbnails_load_until_scrolled(qtbot, strip, tmp_path):
         paths.append(tmp_path / f"{i:02d}.png")
         Image.new("RGB", (20, 20), (i * 4, 0, 0)).save(paths[-1])
     strip.set_images(paths)
-    qtbot.waitUntil(lambda: strip.thumbnail_state(0) == "ready", timeout=5000)
+    qtbot.waitUntil(lambda: strip.thumbnail_state(0) == "ready", timeout=30_000)
     strip.wait_for_thumbnails()
-    qtbot.wait(50)
+    QApplication.processEvents()  # deliver every result the finished jobs sent (none for row 59)
     assert strip.thumbnail_state(59) == "loading"  # far off screen: not decoded
 
     strip.list.horizontalScrollBar().setValue(strip.list.horizontalScrollBar().maximum())
-    qtbot.waitUntil(lambda: strip.thumbnail_state(59) == "ready", timeout=5000)
+    qtbot.waitUntil(lambda: strip.thumbnail_state(59) == "ready", timeout=30_000)
     assert strip.thumbnail_state(30) == "loading"  # the middle was scrolled past, never shown
 
 
@@ -100,9 +101,9 @@ def test_a_new_list_drops_thumbnails_of_the_old_one(qtbot, strip, folder, tmp_pa
     other = tmp_path / "other.png"
     Image.new("RGB", (50, 50), (9, 9, 9)).save(other)
     strip.set_images([other])
-    qtbot.waitUntil(lambda: _loaded(strip), timeout=5000)
+    qtbot.waitUntil(lambda: _loaded(strip), timeout=30_000)
     strip.wait_for_thumbnails()
-    qtbot.wait(50)  # let late results of the first list arrive (and be dropped)
+    QApplication.processEvents()  # the jobs are done, so this delivers all their results: the old list's are dropped
     assert strip.count() == 1 and strip.thumbnail_state(0) == "ready"
     assert _thumbnail(strip, 0).pixelColor(5, 5).red() == 9
 

@@ -95,6 +95,30 @@ def test_keyboard_steps_through_concepts_and_images(qtbot, window, tiny_bundle):
     assert not window.worker.is_busy
 
 
+def test_stepping_on_and_straight_back_shows_the_first_images_own_analysis(qtbot, window, tiny_bundle):
+    """The stale-result bug: the way back is a cache hit, which must stop the second image's
+    analysis; a result is kept under the image it was computed for, never the one shown now."""
+    window.start([CHELSEA, COFFEE], tiny_bundle)
+    a = wait_for_analysis(qtbot, window)
+    chelsea_size = window.document.image.shape[:2]
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)  # coffee goes to the worker…
+    assert window.document.image_path == COFFEE and window.worker.is_busy
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)    # …and straight back, before its result can arrive
+    qtbot.waitUntil(lambda: not window.worker.is_busy, timeout=60_000)
+    doc = window.document
+    assert doc.image_path == CHELSEA and doc.analysis is a and a.image_size == chelsea_size
+    assert not window.status.bar.isVisible() and window.segmentation.segment_button.text() == "Segment"
+
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)  # coffee was stopped, so it is computed now
+    assert doc.image_path == COFFEE and doc.analysis is None
+    coffee = wait_for_analysis(qtbot, window)
+    assert coffee.image_size == doc.image.shape[:2] != chelsea_size
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)    # and chelsea's cache entry is still chelsea's
+    assert doc.image_path == CHELSEA and doc.analysis is a and not window.worker.is_busy
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)  # and coffee's is coffee's
+    assert doc.analysis is coffee and not window.worker.is_busy
+
+
 def test_a_corrupt_image_shows_an_error_and_the_app_keeps_working(qtbot, window, tiny_bundle, tmp_path):
     a = open_chelsea(qtbot, window, tiny_bundle)
     bad = tmp_path / "broken.jpg"
@@ -123,7 +147,7 @@ def test_escape_cancels_a_running_analysis(qtbot, window, tiny_bundle):
     open_chelsea(qtbot, window, tiny_bundle)
     window.document.set_classes(("cat", "table"))
     results = []
-    window.worker.analysisReady.connect(results.append)
+    window.worker.analysisReady.connect(lambda generation, analysis: results.append(analysis))
     window.request_analysis()
     assert window.worker.is_busy and window.status.cancel.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_Escape)

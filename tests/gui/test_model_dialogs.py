@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
-from insight_desktop.core.demo import demo_model_path
 from insight_desktop.core.fileio import format_size
+from insight_desktop.core.paths import demo_model_path
 from insight_desktop.core.store import ModelStore
 from insight_desktop.gui.first_run import FirstRunDialog
 from insight_desktop.gui.model_manager import ModelManagerDialog

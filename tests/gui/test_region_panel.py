@@ -22,9 +22,8 @@ def panel(qtbot, document):
 
 def patch_region(analysis, r: int, c: int) -> Region:
     """A 1-pixel region in the middle of patch (r, c)."""
-    sy = analysis.analysis_size[0] / analysis.image_size[0] / analysis.patch_size
-    sx = analysis.analysis_size[1] / analysis.image_size[1] / analysis.patch_size
-    y, x = int((r + 0.5) / sy), int((c + 0.5) / sx)
+    top, left, bottom, right = analysis.patch_box(r, c)
+    y, x = int((top + bottom) / 2), int((left + right) / 2)
     return Region(y, x, y + 1, x + 1)
 
 

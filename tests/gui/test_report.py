@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from insight_desktop.core.report import BIAS_NAME, COLUMNS, contributions_rows, save_contributions, save_label_mask
 from insight_desktop.core.tasks.classification import probe_classify
 from insight_desktop.core.tasks.render import class_colours
-from insight_desktop.core.report import BIAS_NAME, COLUMNS, contributions_rows, save_contributions, save_label_mask
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def analysis(tiny_analysis, tiny_catalog):
     zs = tiny_analysis.classification
     rng = np.random.default_rng(1)
     W = rng.normal(size=(3, tiny_catalog.n_concepts)) * (rng.random((3, tiny_catalog.n_concepts)) < 0.4)
-    probe = probe_classify(W, ("tabby", "teapot", "kite"), zs.concepts, zs.activations,
-                           concept_names=tiny_catalog.name)
+    probe = probe_classify(W, ("tabby", "teapot", "kite"), zs.concepts, zs.activations)
     return dataclasses.replace(tiny_analysis, probe=probe)
 
 
@@ -44,14 +43,15 @@ def test_label_mask_reads_back_as_the_labels_with_named_classes(tmp_path, analys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chelsea_labels.json", "chelsea_labels.png"]
 
 
-def _check_rows(rows, analysis) -> None:
-    """Rows (as read back, numbers parsed) hold exactly the analysis' values, and add up to its logits."""
+def _check_rows(rows, analysis, name_of) -> None:
+    """Rows (as read back, numbers parsed) hold exactly the analysis' values, named by ``name_of``,
+    and add up to its logits."""
     seg = analysis.segmentation
     for s in seg.segments:
         mine = [r for r in rows if r["task"] == "segment" and r["label"] == s.label]
         assert all(r["class"] == s.name and r["pixels"] == s.pixels for r in mine)
         assert [(r["concept"], r["name"], r["value"]) for r in mine[:-1]] == [
-            (c.concept, c.name, c.value) for c in s.contributions]
+            (c.concept, name_of(c.concept), c.value) for c in s.contributions]
         assert (mine[-1]["concept"], mine[-1]["name"], mine[-1]["value"]) == (None, BIAS_NAME, s.bias)
         assert sum(r["value"] for r in mine) == pytest.approx(s.logit_sum, rel=1e-6)
     for result in (analysis.classification, analysis.probe):
@@ -60,23 +60,25 @@ def _check_rows(rows, analysis) -> None:
             assert all(r["class"] == name and r["pixels"] is None for r in mine)
             values = dict(zip(result.concepts.tolist(), result.contributions[c].tolist()))
             assert all(r["value"] == values[r["concept"]] for r in mine[:-1])
+            assert all(r["name"] == name_of(r["concept"]) for r in mine[:-1])
             assert len(mine) - 1 == np.count_nonzero(result.contributions[c])
             assert mine[-1]["value"] == result.bias[c]
             assert sum(r["value"] for r in mine) == pytest.approx(result.logits[c], rel=1e-12, abs=1e-12)
     acts = [(r["concept"], r["name"], r["value"]) for r in rows if r["task"] == "activation"]
-    assert acts == [(a.concept, a.name, a.activation) for a in analysis.concepts]
+    assert acts == [(a.concept, name_of(a.concept), a.activation) for a in analysis.concepts]
     assert {r["task"] for r in rows} == {"segment", "zero-shot", "probe", "activation"}
 
 
-def test_rows_hold_every_contribution(analysis):
-    rows = contributions_rows(analysis)
+def test_rows_hold_every_contribution(analysis, tiny_catalog):
+    rows = contributions_rows(analysis, tiny_catalog.name)
     assert all(tuple(r) == COLUMNS for r in rows)
-    _check_rows(rows, analysis)
+    _check_rows(rows, analysis, tiny_catalog.name)
+    assert {r["name"] for r in rows if r["concept"] is not None} <= {f"c{j}" for j in range(64)}  # the model's names
 
 
-def test_csv_round_trip(tmp_path, analysis):
+def test_csv_round_trip(tmp_path, analysis, tiny_catalog):
     path = tmp_path / "why.csv"
-    save_contributions(path, analysis)
+    save_contributions(path, analysis, tiny_catalog.name)
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == COLUMNS
@@ -87,21 +89,21 @@ def test_csv_round_trip(tmp_path, analysis):
         return {**r, **num, "class": r["class"] or None, "value": float(r["value"])}
 
     rows = [parse(r) for r in text]
-    assert len(rows) == len(contributions_rows(analysis))
-    _check_rows(rows, analysis)
+    assert len(rows) == len(contributions_rows(analysis, tiny_catalog.name))
+    _check_rows(rows, analysis, tiny_catalog.name)
     assert [p.name for p in tmp_path.iterdir()] == ["why.csv"]  # written atomically, nothing left over
 
 
-def test_json_round_trip(tmp_path, analysis):
+def test_json_round_trip(tmp_path, analysis, tiny_catalog):
     path = tmp_path / "why.json"
-    save_contributions(path, analysis)
+    save_contributions(path, analysis, tiny_catalog.name)
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["columns"] == list(COLUMNS)
-    assert data["rows"] == contributions_rows(analysis)
-    _check_rows(data["rows"], analysis)
+    assert data["rows"] == contributions_rows(analysis, tiny_catalog.name)
+    _check_rows(data["rows"], analysis, tiny_catalog.name)
 
 
-def test_an_unknown_format_is_refused_and_nothing_is_written(tmp_path, analysis):
+def test_an_unknown_format_is_refused_and_nothing_is_written(tmp_path, analysis, tiny_catalog):
     with pytest.raises(ValueError, match=r"\.xlsx"):
-        save_contributions(tmp_path / "why.xlsx", analysis)
+        save_contributions(tmp_path / "why.xlsx", analysis, tiny_catalog.name)
     assert list(tmp_path.iterdir()) == []

@@ -43,7 +43,7 @@ def _editor(panel) -> QLineEdit:
 def _finish_editing(qtbot, panel, key=Qt.Key.Key_Return) -> None:
     """Press ``key`` in the open class editor; the delegate commits and closes it on the next event loop turn."""
     qtbot.keyClick(_editor(panel), key)
-    qtbot.waitUntil(lambda: panel.classes.list.state() != QAbstractItemView.State.EditingState)
+    qtbot.waitUntil(lambda: panel.classes.list.state() != QAbstractItemView.State.EditingState, timeout=30_000)
 
 
 def test_legend_lists_the_analysed_classes_with_their_colours_and_pixel_shares(panel, document):

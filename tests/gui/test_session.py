@@ -10,8 +10,15 @@ import pytest
 from PIL import Image
 
 from insight_desktop.gui.document import Document, OverlaySettings
-from insight_desktop.gui.session import (SESSION_VERSION, Session, SessionError, apply_session_to_document,
-                                         load_session, save_session, session_from_document)
+from insight_desktop.gui.session import (
+    SESSION_VERSION,
+    Session,
+    SessionError,
+    apply_session_to_document,
+    load_session,
+    save_session,
+    session_from_document,
+)
 
 
 def _png(path, value=0):

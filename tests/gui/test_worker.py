@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insight_desktop.gui.worker import ANALYSIS, MODEL, AnalysisRequest, InferenceWorker, ModelRequest, WorkControl, WorkerClient
+from insight_desktop.gui.worker import (
+    ANALYSIS,
+    MODEL,
+    AnalysisRequest,
+    InferenceWorker,
+    ModelRequest,
+    WorkControl,
+    WorkerClient,
+)
 
 from .conftest import CLASSES
 
@@ -30,18 +38,19 @@ def test_loads_a_model_and_analyses_on_another_thread(qtbot, client, tiny_bundle
     progress = []
     client.busy.connect(lambda text, f: progress.append(f))
     with qtbot.waitSignal(client.analysisReady, timeout=60_000) as got:
-        client.analyze(sample_rgb, CLASSES, label="chelsea.png")
-    analysis = got.args[0]
+        asked = client.analyze(sample_rgb, CLASSES, label="chelsea.png")
+    generation, analysis = got.args
+    assert generation == asked
     assert analysis.image_size == sample_rgb.shape[:2]
     assert analysis.segmentation.class_names == CLASSES
     assert progress and max(progress) == pytest.approx(1.0)
-    qtbot.waitUntil(lambda: not client.is_busy)
+    qtbot.waitUntil(lambda: not client.is_busy, timeout=30_000)
 
 
 def test_a_newer_request_supersedes_an_older_one(qtbot, client, tiny_bundle, sample_rgb):
     load(qtbot, client, tiny_bundle)
     results = []
-    client.analysisReady.connect(results.append)
+    client.analysisReady.connect(lambda generation, analysis: results.append(analysis))
     small = np.ascontiguousarray(sample_rgb[:100, :120])
     with qtbot.waitSignal(client.idle, timeout=60_000):
         client.analyze(sample_rgb, CLASSES)   # superseded at once: skipped or stopped, never shown
@@ -52,7 +61,7 @@ def test_a_newer_request_supersedes_an_older_one(qtbot, client, tiny_bundle, sam
 def test_cancel_drops_everything_asked_so_far(qtbot, client, tiny_bundle, sample_rgb):
     load(qtbot, client, tiny_bundle)
     results = []
-    client.analysisReady.connect(results.append)
+    client.analysisReady.connect(lambda generation, analysis: results.append(analysis))
     with qtbot.waitSignal(client.idle, timeout=60_000):
         client.analyze(sample_rgb, CLASSES)
         client.analyze(sample_rgb, ())
@@ -60,6 +69,21 @@ def test_cancel_drops_everything_asked_so_far(qtbot, client, tiny_bundle, sample
     assert results == []
     with qtbot.waitSignal(client.analysisReady, timeout=60_000):  # and it still works afterwards
         client.analyze(sample_rgb, ())
+
+
+def test_superseding_without_a_newer_request_drops_the_running_analysis(qtbot, client, tiny_bundle, sample_rgb):
+    """What a cache hit does: the analysis asked before it is no longer wanted, and nothing new is asked."""
+    load(qtbot, client, tiny_bundle)
+    results = []
+    client.analysisReady.connect(lambda generation, analysis: results.append(analysis))
+    with qtbot.waitSignal(client.idle, timeout=60_000):
+        client.analyze(sample_rgb, CLASSES)
+        client.supersede_analyses()
+    assert results == []
+    small = np.ascontiguousarray(sample_rgb[:100, :120])
+    with qtbot.waitSignal(client.analysisReady, timeout=60_000) as got:  # and later requests are answered
+        asked = client.analyze(small, CLASSES)
+    assert got.args[0] == asked and got.args[1].image_size == (100, 120)
 
 
 def test_cancel_stops_a_running_analysis_between_windows(tiny_bundle, sample_rgb):

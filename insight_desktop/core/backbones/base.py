@@ -1,14 +1,14 @@
-"""The backbone protocol and the backbone registry.
+"""The backbone protocol, its spec and its preprocessing.
 
 A backbone turns images into dense, language-aligned patch features ``[B, d, h, w]`` and text
 into vectors ``[N, d]`` in the same space (docs/method.md §1). Anything that satisfies :class:`Backbone`
-can sit under the concept model; backbones register a factory by short name.
+can sit under the concept model; :mod:`.registry` creates backbones by short name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,7 +40,8 @@ class Preprocessing:
     crop_size: int = 224
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": list(self.mean), "std": list(self.std), "patch_size": self.patch_size, "crop_size": self.crop_size}
+        return {"mean": list(self.mean), "std": list(self.std), "patch_size": self.patch_size,
+                "crop_size": self.crop_size}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
@@ -52,7 +53,7 @@ class Preprocessing:
 
         size = size or self.crop_size
         nh, nw = resized_short_side(rgb.shape[0], rgb.shape[1], size)
-        img = Image.fromarray(rgb).resize((nw, nh), Image.BICUBIC)  # PIL returns a copy at the same size
+        img = Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC)  # PIL returns a copy at the same size
         top, left = centre_crop_offsets(nh, nw, size)
         return np.asarray(img.crop((left, top, left + size, top + size)))
 
@@ -148,43 +149,3 @@ class BackboneSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BackboneSpec":
         return cls(str(d["name"]), dict(d.get("options", {})))
-
-
-_REGISTRY: dict[str, Callable[..., Backbone]] = {}
-
-
-def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    """Decorator: register a backbone factory ``factory(device=..., **options) -> Backbone``."""
-
-    def deco(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def available_backbones() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def create_backbone(spec: BackboneSpec | str, device: str | None = "auto", **options: Any) -> Backbone:
-    """Build a registered backbone from a spec (or a name plus options)."""
-    _load_builtin()
-    if isinstance(spec, str):
-        spec = BackboneSpec(spec, options)
-    elif options:
-        spec = BackboneSpec(spec.name, {**spec.options, **options})
-    try:
-        factory = _REGISTRY[spec.name]
-    except KeyError:
-        raise BackboneError(f"unknown backbone {spec.name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(device=device, **spec.options)
-
-
-def _load_builtin() -> None:
-    # Importing the modules runs their @register_backbone decorators.
-    from . import clip_dinoiser  # noqa: F401
-    from . import demo_effnet_minilm  # noqa: F401

@@ -8,14 +8,14 @@ backbone still works, as plain MaskCLIP, and says so in :attr:`ClipDinoiserBackb
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..devices import resolve_device
-from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch, register_backbone
+from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch
 from .openclip_loading import (
     create_openclip_model,
     file_sha256,
@@ -23,6 +23,12 @@ from .openclip_loading import (
     resolve_model_config,
     resolve_pretrained,
 )
+
+if TYPE_CHECKING:  # open_clip is imported when a model is built, not when this module is
+    from open_clip.model import CLIP, CustomTextCLIP
+    from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+
+    from .openclip_loading import DinoiserHeads
 
 #: correlation threshold of DINOiser pooling (docs/method.md §1.3)
 GAMMA = 0.2
@@ -34,7 +40,7 @@ NO_DINOISER_NOTICE = (
 )
 
 
-def maskclip_value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def maskclip_value_path(block: ResidualAttentionBlock, x: torch.Tensor) -> torch.Tensor:
     """MaskCLIP's value path through one open_clip ``ResidualAttentionBlock`` (docs/method.md §1.2).
 
     The attention is replaced by its value projection alone, so every token only sees itself:
@@ -71,22 +77,25 @@ def dinoiser_pool(features: torch.Tensor, proj: torch.Tensor, gamma: float = GAM
     return pooled.reshape(b, d, h, w).to(features.dtype)
 
 
-def check_vision_tower(visual: nn.Module) -> None:
-    """Raise :class:`BackboneError` unless ``visual`` is a plain open_clip ViT MaskCLIP can read."""
+def check_vision_tower(visual: nn.Module | torch.Tensor) -> VisionTransformer:
+    """``visual``, checked: a :class:`BackboneError` unless it is a plain open_clip ViT MaskCLIP can read."""
     from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
     kind = type(visual).__name__
     if not isinstance(visual, VisionTransformer):
-        raise BackboneError(f"unsupported vision tower {kind}: clip-dinoiser needs an open_clip VisionTransformer (not a ResNet or timm tower)")
+        raise BackboneError(f"unsupported vision tower {kind}: clip-dinoiser needs an open_clip VisionTransformer "
+                            "(not a ResNet or timm tower)")
     if getattr(visual, "attn_pool", None) is not None:
         raise BackboneError("unsupported vision tower: attention pooling (CoCa-style) has no MaskCLIP value path")
     if visual.proj is None:
         raise BackboneError("unsupported vision tower: it has no output projection (visual.proj)")
     for blk in visual.transformer.resblocks:
         if not isinstance(blk, ResidualAttentionBlock) or not isinstance(blk.attn, nn.MultiheadAttention):
-            raise BackboneError(f"unsupported transformer block {type(blk).__name__}: the value path needs nn.MultiheadAttention")
+            raise BackboneError(f"unsupported transformer block {type(blk).__name__}: "
+                                "the value path needs nn.MultiheadAttention")
     if visual.patch_size[0] != visual.patch_size[1] or visual.image_size[0] != visual.image_size[1]:
         raise BackboneError("unsupported vision tower: patches and the native image size must be square")
+    return visual
 
 
 class ClipDinoiserBackbone:
@@ -97,18 +106,17 @@ class ClipDinoiserBackbone:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: CLIP | CustomTextCLIP,
         tokenizer: Any,
         *,
         device: torch.device,
         id: str,
         spec: BackboneSpec,
-        dinoiser: Any = None,
+        dinoiser: DinoiserHeads | None = None,
         gamma: float = GAMMA,
     ) -> None:
-        check_vision_tower(model.visual)
-        self.model = model.eval().to(device)
-        self.visual = self.model.visual
+        self.visual = check_vision_tower(model.visual)
+        self.model = model.eval().to(device)  # moves self.visual too: it is a submodule
         self.tokenizer = tokenizer
         self.device = device
         self.id = id
@@ -124,7 +132,8 @@ class ClipDinoiserBackbone:
         self.layer_index = max(0, n_blocks - 3)
         self.batch_first = bool(getattr(self.visual.transformer, "batch_first", True))
         self.preprocessing = Preprocessing(
-            OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, patch_size=int(self.visual.patch_size[0]), crop_size=int(self.visual.image_size[0])
+            OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, patch_size=int(self.visual.patch_size[0]),
+            crop_size=int(self.visual.image_size[0]),
         )
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -150,7 +159,7 @@ class ClipDinoiserBackbone:
         images = self._check_images(images)
         with torch.inference_mode():
             f_mc, layer = self._forward(images, with_layer=self.obj_proj is not None)
-            if self.obj_proj is None:
+            if self.obj_proj is None or self.bkg_decoder is None or layer is None:
                 return DenseOutput(f_mc, None)
             features = dinoiser_pool(f_mc, self.obj_proj(layer), self.gamma)
             background = self.bkg_decoder(F.normalize(layer, dim=1))
@@ -176,7 +185,8 @@ class ClipDinoiserBackbone:
 
         blocks = v.transformer.resblocks
         captured: list[torch.Tensor] = []
-        hook = blocks[self.layer_index].ln_2.register_forward_hook(lambda _m, _i, out: captured.append(out)) if with_layer else None
+        hook = (blocks[self.layer_index].ln_2.register_forward_hook(lambda _m, _i, out: captured.append(out))
+                if with_layer else None)
         try:
             for blk in blocks[:-1]:
                 x = blk(x)
@@ -217,13 +227,14 @@ class ClipDinoiserBackbone:
         return f"ClipDinoiserBackbone(id={self.id!r}, device={self.device})"
 
 
-@register_backbone("clip-dinoiser")
 def create_clip_dinoiser(
     device: str | None = "auto",
     model: str = "ViT-B-16",
     pretrained: str = "laion2b_s34b_b88k",
     dinoiser: str | None = None,
     cache_dir: str | None = None,
+    pretrained_fallback: str | None = None,
+    offline_hint: str = "",
     **kw: Any,
 ) -> ClipDinoiserBackbone:
     """Build the CLIP-DINOiser backbone from local files only (never downloads).
@@ -231,7 +242,11 @@ def create_clip_dinoiser(
     ``model``: an open_clip config name or a JSON model-config file; ``pretrained``: an
     open_clip tag already in the local cache, or a checkpoint file; ``dinoiser``: CLIP-DINOiser's
     ``last.pt`` (optional; without it the features are plain MaskCLIP). Option ``gamma``
-    overrides the pooling threshold.
+    overrides the pooling threshold. ``pretrained_fallback`` and ``offline_hint`` come from the
+    caller, not the spec: a local copy of the ``pretrained`` tag's weights for when open_clip's
+    cache has none, and how to get them when neither has (see :func:`resolve_pretrained`).
+    Model-store references (``store:<id>``) are resolved to files above the backbones, by
+    :func:`insight_desktop.core.store.open_backbone.open_backbone`.
     """
     import open_clip
 
@@ -241,20 +256,19 @@ def create_clip_dinoiser(
     torch_device = resolve_device(device)
     model = str(model)
     pretrained = str(pretrained) if pretrained is not None else None
-    # "store:<id>" names a file in the model store: resolved here, kept as written in the spec so
-    # that a concept model stays portable between machines.
-    pretrained_file = _from_store(pretrained)
-    dinoiser_file = _from_store(dinoiser)
+    for name, value in (("model", model), ("pretrained", pretrained), ("dinoiser", dinoiser)):
+        _refuse_reference(name, value)
     model_name, config_path = resolve_model_config(model)
-    weights = resolve_pretrained(model_name, pretrained_file, cache_dir)
+    weights = resolve_pretrained(model_name, pretrained, cache_dir, fallback_file=pretrained_fallback,
+                                 offline_hint=offline_hint)
     clip = create_openclip_model(model_name, weights, cache_dir)
-    check_vision_tower(clip.visual)
-    heads = load_dinoiser_heads(dinoiser_file, int(clip.visual.proj.shape[0])) if dinoiser_file else None
+    visual = check_vision_tower(clip.visual)
+    heads = load_dinoiser_heads(dinoiser, int(visual.proj.shape[0])) if dinoiser else None
     # The tokenizer is made now: open_clip's config registry is global and may change later.
     tokenizer = open_clip.get_tokenizer(model_name)
 
     weights_hash = file_sha256(config_path, weights.path)[:12]
-    tail = f"dinoiser@{file_sha256(dinoiser_file)[:12]}" if dinoiser_file else "maskclip"
+    tail = f"dinoiser@{file_sha256(dinoiser)[:12]}" if dinoiser else "maskclip"
     backbone_id = f"clip-dinoiser/{model_name}/{weights.label}@{weights_hash}/{tail}"
     options: dict[str, Any] = {
         "model": model,
@@ -267,19 +281,15 @@ def create_clip_dinoiser(
         options["gamma"] = gamma
         backbone_id += f"/gamma={gamma:g}"
     spec = BackboneSpec("clip-dinoiser", options)
-    return ClipDinoiserBackbone(clip, tokenizer, device=torch_device, id=backbone_id, spec=spec, dinoiser=heads, gamma=gamma)
+    return ClipDinoiserBackbone(clip, tokenizer, device=torch_device, id=backbone_id, spec=spec, dinoiser=heads,
+                                gamma=gamma)
 
 
-def _from_store(value: str | None) -> str | None:
-    """A ``store:<id>`` option → the installed file's path; anything else unchanged."""
-    if not (isinstance(value, str) and value.startswith("store:")):
-        return value
-    from ..store import ModelStore, StoreError  # lazy: the store is only needed for store: references
-
-    try:
-        return str(ModelStore().resolve(value))
-    except StoreError as exc:
-        raise BackboneError(str(exc)) from None
+def _refuse_reference(option: str, value: Any) -> None:
+    """A ``store:<id>`` that reached the backbone unresolved: say where it should have been resolved."""
+    if isinstance(value, str) and value.startswith("store:"):
+        raise BackboneError(f"{option}={value!r} names a file in the model store; open the backbone with "
+                            "open_backbone (insight_desktop.core.store.open_backbone), which resolves it")
 
 
 __all__ = [

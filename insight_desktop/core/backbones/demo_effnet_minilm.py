@@ -33,15 +33,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..devices import resolve_device
-from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch, register_backbone
+from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch
 from .openclip_loading import file_sha256
+
+if TYPE_CHECKING:  # timm is imported when the model is built, not when this module is
+    from timm.models.efficientnet import EfficientNet
 
 NAME = "demo-effnet-minilm"
 TIMM_ARCH = "tf_efficientnet_lite0"
@@ -125,6 +127,7 @@ def default_bridge_path() -> Path:
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise BackboneError(f"weights file {path.name} not found: {path}")
+    state: object
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -141,7 +144,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_efficientnet(path: str | os.PathLike) -> nn.Module:
+def load_efficientnet(path: str | os.PathLike) -> EfficientNet:
     """timm's ``tf_efficientnet_lite0`` (built without download) with the tensors of ``path``.
 
     A file with timm's own names is matched by name. The package stores its tensors under other
@@ -154,10 +157,11 @@ def load_efficientnet(path: str | os.PathLike) -> nn.Module:
 
     path = Path(path).expanduser()
     state = _read_tensors(path)
-    model = timm.create_model(TIMM_ARCH, pretrained=False)
+    model = cast("EfficientNet", timm.create_model(TIMM_ARCH, pretrained=False))  # TIMM_ARCH is one
     target = model.state_dict()
     if len(state) != len(target):
-        raise BackboneError(f"weights file {path.name} has {len(state)} tensors; {TIMM_ARCH} needs {len(target)}: {path}")
+        raise BackboneError(f"weights file {path.name} has {len(state)} tensors; {TIMM_ARCH} needs {len(target)}: "
+                            f"{path}")
     if set(state) == set(target):
         state = {k: state[k] for k in target}  # timm's names: put them in timm's order
     mapped = {}
@@ -180,23 +184,26 @@ def load_text_encoder(folder: str | os.PathLike, device: torch.device) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise BackboneError("the demo backbone needs sentence-transformers (pip install sentence-transformers)") from None
+        raise BackboneError("the demo backbone needs sentence-transformers "
+                            "(pip install sentence-transformers)") from None
     # transformers draws a "Loading weights" progress bar on stderr for a 0.1 s load: silence it
     # for this call (a process-wide switch, restored afterwards; at worst another load loses its bar).
+    restore_bars: Callable[[], None] | None = None
     try:
         from transformers.utils import logging as hf_logging
 
-        bars_were_on = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
+        if hf_logging.is_progress_bar_enabled():
+            hf_logging.disable_progress_bar()
+            restore_bars = hf_logging.enable_progress_bar
     except (ImportError, AttributeError):
-        hf_logging, bars_were_on = None, False
+        pass
     try:
         return SentenceTransformer(str(folder), device=str(device), local_files_only=True)
     except Exception as e:
         raise BackboneError(f"cannot load the text model in {folder} ({type(e).__name__}: {e})") from None
     finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
+        if restore_bars is not None:
+            restore_bars()
 
 
 def load_bridge(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
@@ -219,10 +226,12 @@ def load_bridge(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, di
     W, b = tensors.get("W"), tensors.get("b")
     if W is None or b is None or W.ndim != 2 or W.shape[1] != VISION_DIM or tuple(b.shape) != (VISION_DIM,):
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-        raise BackboneError(f"bridge file {path.name} needs W [text_dim, {VISION_DIM}] and b [{VISION_DIM}], has {shapes}: {path}")
+        raise BackboneError(f"bridge file {path.name} needs W [text_dim, {VISION_DIM}] and b [{VISION_DIM}], "
+                            f"has {shapes}: {path}")
     h = hashlib.sha256()
     for name, t in (("W", W), ("b", b)):
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode("ascii") + t.contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode("ascii")
+                 + t.contiguous().view(torch.uint8).numpy().tobytes())
     meta["content_sha256"] = h.hexdigest()
     return W.float(), b.float(), meta
 
@@ -238,7 +247,7 @@ class DemoEffnetMiniLMBackbone:
 
     def __init__(
         self,
-        vision: nn.Module,
+        vision: EfficientNet,
         text_encoder: Any,
         bridge_W: torch.Tensor,
         bridge_b: torch.Tensor,
@@ -252,7 +261,8 @@ class DemoEffnetMiniLMBackbone:
         dim_of = getattr(text_encoder, "get_embedding_dimension", None) or text_encoder.get_sentence_embedding_dimension
         text_dim = int(dim_of() or 0)
         if bridge_W.shape[0] != text_dim:
-            raise BackboneError(f"the bridge expects {bridge_W.shape[0]}-d text embeddings, the text model gives {text_dim}-d")
+            raise BackboneError(f"the bridge expects {bridge_W.shape[0]}-d text embeddings, "
+                                f"the text model gives {text_dim}-d")
         self.vision = vision.eval().requires_grad_(False).to(device)  # inference only: no autograd graph
         self.text_encoder = text_encoder
         self.bridge_W = bridge_W.to(device)
@@ -310,7 +320,6 @@ class DemoEffnetMiniLMBackbone:
         return f"DemoEffnetMiniLMBackbone(id={self.id!r}, device={self.device})"
 
 
-@register_backbone(NAME)
 def create_demo_effnet_minilm(
     device: str | None = "auto",
     weights: str | None = None,
@@ -351,7 +360,8 @@ def create_demo_effnet_minilm(
         f"/bridge@{bridge_meta['content_sha256'][:12]}"
     )
     # Only what the user chose goes into the spec, so a spec stays valid on another machine.
-    options: dict[str, Any] = {k: str(v) for k, v in (("weights", weights), ("text_model", text_model), ("bridge", bridge)) if v}
+    given = (("weights", weights), ("text_model", text_model), ("bridge", bridge))
+    options: dict[str, Any] = {k: str(v) for k, v in given if v}
     if anchor != ANCHOR:
         options["anchor"] = anchor
         backbone_id += f"/anchor={anchor:g}"

@@ -13,12 +13,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .base import BackboneError
+
+if TYPE_CHECKING:  # open_clip is imported when a model is built, not when this module is
+    from open_clip.coca_model import CoCa
+    from open_clip.model import CLIP, CustomTextCLIP
 
 #: file suffixes accepted as a local OpenCLIP checkpoint
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -57,7 +61,8 @@ def resolve_model_config(model: str) -> tuple[str, Path | None]:
 
     if not looks_like_path(model, (".json",)):
         if open_clip.get_model_config(model) is None:
-            raise BackboneError(f"unknown open_clip model {model!r}; give an open_clip model name or a JSON model-config file")
+            raise BackboneError(f"unknown open_clip model {model!r}; "
+                                "give an open_clip model name or a JSON model-config file")
         return model, None
     path = Path(model).expanduser()
     if not path.is_file():
@@ -72,7 +77,8 @@ def resolve_model_config(model: str) -> tuple[str, Path | None]:
     # open_clip's registry is global and keyed by file stem: never shadow a built-in config.
     builtin = Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
     if builtin.is_file() and json.loads(builtin.read_text(encoding="utf-8")) != cfg:
-        raise BackboneError(f"model config file {path.name} has the name of a built-in open_clip model but differs from it; rename the file")
+        raise BackboneError(f"model config file {path.name} has the name of a built-in open_clip model but differs "
+                            "from it; rename the file")
     if open_clip.get_model_config(name) != cfg:  # re-adding rescans every config file: skip if current
         open_clip.add_model_config(path)
     return name, path
@@ -90,8 +96,14 @@ class ResolvedWeights:
     quick_gelu: bool = False
 
 
-def resolve_pretrained(model_name: str, pretrained: str | None, cache_dir: str | None) -> ResolvedWeights:
-    """Map ``pretrained`` (a tag or a local file) to a local checkpoint file, without network."""
+def resolve_pretrained(model_name: str, pretrained: str | None, cache_dir: str | None, *,
+                       fallback_file: str | os.PathLike | None = None, offline_hint: str = "") -> ResolvedWeights:
+    """Map ``pretrained`` (a tag or a local file) to a local checkpoint file, without network.
+
+    A tag is looked up in open_clip's caches first; ``fallback_file`` (the caller's copy of that
+    tag's weights, e.g. the model store's) is used when they have none. ``offline_hint`` is added
+    to the "not available offline" error: how the caller's side can provide the weights.
+    """
     import open_clip
 
     if not pretrained:
@@ -101,7 +113,8 @@ def resolve_pretrained(model_name: str, pretrained: str | None, cache_dir: str |
         if not path.is_file():
             raise BackboneError(f"checkpoint file {path.name} not found: {path}")
         if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise BackboneError(f"checkpoint file {path.name} has an unsupported type; use one of {', '.join(CHECKPOINT_SUFFIXES)}")
+            raise BackboneError(f"checkpoint file {path.name} has an unsupported type; "
+                                f"use one of {', '.join(CHECKPOINT_SUFFIXES)}")
         return ResolvedWeights(path, path.name)
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not cfg:
@@ -110,37 +123,18 @@ def resolve_pretrained(model_name: str, pretrained: str | None, cache_dir: str |
             f"{pretrained!r} is neither a checkpoint file nor a known open_clip pretrained tag for {model_name}"
             + (f"; known tags: {', '.join(tags)}" if tags else "")
         )
-    cached = _cached_tag_file(cfg, cache_dir) or _store_tag_file(model_name, pretrained)
+    cached = _cached_tag_file(cfg, cache_dir)
+    if cached is None and fallback_file is not None and os.path.isfile(fallback_file):
+        cached = str(fallback_file)
     if cached is None:
         raise BackboneError(
             f"the weights for {model_name} / {pretrained} are not available offline (not in the open_clip or "
             f"Hugging Face cache{' ' + str(cache_dir) if cache_dir else ''}). Download them once on a connected "
             f"machine (open_clip.create_model({model_name!r}, pretrained={pretrained!r})), or pass a local "
             f"checkpoint file (.safetensors/.bin/.pt/.pth) as pretrained=/path/to/file."
-            + _store_hint(model_name, pretrained)
+            + (f" {offline_hint}" if offline_hint else "")
         )
     return ResolvedWeights(Path(cached), pretrained, bool(cfg.get("quick_gelu", False)))
-
-
-def _store_tag_file(model_name: str, pretrained: str) -> str | None:
-    """A checkpoint of this model + tag imported into (or fetched by) the model store, if any."""
-    from ..store import ModelStore, StoreError  # lazy: the store needs no torch, this module does
-
-    try:
-        item = ModelStore().find_openclip(model_name, pretrained)
-    except StoreError:  # a damaged index must not hide the "not available offline" message
-        return None
-    return str(item.path) if item is not None and item.path.is_file() else None
-
-
-def _store_hint(model_name: str, pretrained: str) -> str:
-    from ..catalogue import CatalogueError, load_catalogue
-
-    try:
-        ids = [e.id for e in load_catalogue() if e.open_clip == (model_name, pretrained)]
-    except CatalogueError:
-        return ""
-    return f" Or fetch them once with `insight models get {ids[0]}` (or import them there)." if ids else ""
 
 
 def _cached_tag_file(cfg: dict[str, Any], cache_dir: str | None) -> str | None:
@@ -171,8 +165,12 @@ def _cached_tag_file(cfg: dict[str, Any], cache_dir: str | None) -> str | None:
     return None
 
 
-def create_openclip_model(model_name: str, weights: ResolvedWeights, cache_dir: str | None = None) -> nn.Module:
-    """Build the open_clip model and load ``weights`` strictly (weights_only), in eval mode on CPU."""
+def create_openclip_model(
+    model_name: str, weights: ResolvedWeights, cache_dir: str | None = None
+) -> CLIP | CustomTextCLIP | CoCa:
+    """Build the open_clip model and load ``weights`` strictly (weights_only), in eval mode on CPU.
+
+    The type is what ``open_clip.create_model`` builds for any of its configs (it says nn.Module)."""
     import open_clip
 
     try:
@@ -185,7 +183,8 @@ def create_openclip_model(model_name: str, weights: ResolvedWeights, cache_dir: 
             force_quick_gelu=weights.quick_gelu,
         )
     except Exception as e:  # open_clip/torch/safetensors raise many types; translate them all
-        raise BackboneError(f"cannot load the open_clip checkpoint {weights.path.name} for {model_name}: {_reason(e)} ({weights.path})") from e
+        raise BackboneError(f"cannot load the open_clip checkpoint {weights.path.name} for {model_name}: "
+                            f"{_reason(e)} ({weights.path})") from e
     return model.eval()
 
 
@@ -238,17 +237,20 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: {_reason(e, unreadable=True)} ({path})") from e
+        raise BackboneError(f"cannot read CLIP-DINOiser weights {path.name}: {_reason(e, unreadable=True)} "
+                            f"({path})") from e
     state = state_dict_of(ckpt)
     if state is None or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at top level or under {'/'.join(map(repr, STATE_DICT_KEYS))}): {path}")
+        raise BackboneError(f"CLIP-DINOiser weights {path.name} hold no state dict (expected a dict of tensors at "
+                            f"top level or under {'/'.join(map(repr, STATE_DICT_KEYS))}): {path}")
     tensors = {}
     for key in _DINOISER_KEYS:
         # Training wrappers prefix keys ("module.", "model."): match on the key's suffix.
         hits = [k for k in state if (k == key or k.endswith("." + key)) and isinstance(state[k], torch.Tensor)]
         if len(hits) != 1:
             problem = "is missing" if not hits else f"is ambiguous ({', '.join(sorted(hits))})"
-            raise BackboneError(f"CLIP-DINOiser weights {path.name}: key {key!r} {problem}; this does not look like CLIP-DINOiser's last.pt ({path})")
+            raise BackboneError(f"CLIP-DINOiser weights {path.name}: key {key!r} {problem}; "
+                                f"this does not look like CLIP-DINOiser's last.pt ({path})")
         tensors[key] = state[hits[0]].detach().float()
     expected = {
         "obj_proj.weight": (OBJ_PROJ_DIM, width, 3, 3),
@@ -264,11 +266,8 @@ def load_dinoiser_heads(path: str | os.PathLike, width: int) -> DinoiserHeads:
             )
     obj_proj = nn.Conv2d(width, OBJ_PROJ_DIM, 3, padding=1, padding_mode="replicate")
     bkg_decoder = nn.Conv2d(width, 1, 1)
-    with torch.no_grad():
-        obj_proj.weight.copy_(tensors["obj_proj.weight"])
-        obj_proj.bias.copy_(tensors["obj_proj.bias"])
-        bkg_decoder.weight.copy_(tensors["bkg_decoder.weight"])
-        bkg_decoder.bias.copy_(tensors["bkg_decoder.bias"])
+    obj_proj.load_state_dict({"weight": tensors["obj_proj.weight"], "bias": tensors["obj_proj.bias"]})
+    bkg_decoder.load_state_dict({"weight": tensors["bkg_decoder.weight"], "bias": tensors["bkg_decoder.bias"]})
     return DinoiserHeads(obj_proj.eval(), bkg_decoder.eval())
 
 

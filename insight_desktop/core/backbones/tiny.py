@@ -65,7 +65,8 @@ def build_tiny_openclip(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_model_config(width=width, layers=layers, heads=heads, embed_dim=embed_dim, image_size=image_size, patch_size=patch_size)
+    cfg = tiny_model_config(width=width, layers=layers, heads=heads, embed_dim=embed_dim, image_size=image_size,
+                            patch_size=patch_size)
     config_path = folder / f"{TINY_MODEL_NAME}.json"
     atomic_write_bytes(config_path, (json.dumps(cfg, indent=2) + "\n").encode("utf-8"))
     open_clip.add_model_config(config_path)

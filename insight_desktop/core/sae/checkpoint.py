@@ -63,7 +63,8 @@ def save_checkpoint(directory: Path, sae: MatryoshkaSAE, optimizer: torch.optim.
         st = optimizer.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq", "step"):
             if key in st:
-                tensors[f"optim.{name}.{key}"] = torch.as_tensor(st[key]).detach().to(torch.float32 if key == "step" else st[key].dtype)
+                dtype = torch.float32 if key == "step" else st[key].dtype
+                tensors[f"optim.{name}.{key}"] = torch.as_tensor(st[key]).detach().to(dtype)
     state_dict = asdict(state)
     path = directory / CHECKPOINT_FILE
     atomic_save_safetensors(path, tensors, metadata={_STATE_KEY: json.dumps(state_dict)})

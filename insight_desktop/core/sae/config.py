@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 REFERENCE_GROUP_FRACTIONS: tuple[float, ...] = (0.008, 0.03, 0.06, 0.12, 0.24, 0.542)
 
 
-def group_sizes_from_fractions(n_concepts: int, fractions: tuple[float, ...] = REFERENCE_GROUP_FRACTIONS) -> tuple[int, ...]:
+def group_sizes_from_fractions(n_concepts: int,
+                               fractions: tuple[float, ...] = REFERENCE_GROUP_FRACTIONS) -> tuple[int, ...]:
     """``int(f·m)`` per group, the remainder to the last group (docs/method.md §2).
 
     >>> group_sizes_from_fractions(8192)
@@ -70,7 +71,7 @@ class SAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SAEConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> "SAEConfig":
         return cls(d_in=int(d["d_in"]), n_concepts=int(d["n_concepts"]), k=int(d["k"]),
                    group_sizes=tuple(d["group_sizes"]), architecture=d.get("architecture", "matryoshka-batchtopk"))
 

@@ -43,8 +43,9 @@ def import_dictionary_learning(state_dict_or_path: Mapping[str, torch.Tensor] | 
         raise SAEError(f"{source}: W_enc must be [d, m], got shape {tuple(W_enc.shape)}")
     d, m = W_enc.shape
     try:
+        group_sizes = tuple(int(g) for g in torch.as_tensor(state["group_sizes"]).reshape(-1).tolist())
         config = SAEConfig(d_in=int(d), n_concepts=int(m), k=int(torch.as_tensor(state["k"]).item()),
-                           group_sizes=tuple(int(g) for g in torch.as_tensor(state["group_sizes"]).reshape(-1).tolist()))
+                           group_sizes=group_sizes)
     except (ValueError, RuntimeError) as exc:
         raise SAEError(f"{source}: inconsistent k / group_sizes for W_enc of shape {(d, m)}: {exc}") from exc
     tensors = {n: torch.as_tensor(state[n]) for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}

@@ -71,10 +71,9 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> Matryoshka
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SAEError(f"SAE file {path} is not a readable safetensors file (truncated or corrupt?): {exc}") from exc
-    version = meta.get(VERSION_KEY)
     try:
-        version = int(version)
-    except (TypeError, ValueError):
+        version = int(meta[VERSION_KEY])
+    except (KeyError, ValueError):
         raise SAEError(f"SAE file {path} has no valid {VERSION_KEY!r} in its metadata; "
                        "is it an Insight SAE? (dictionary_learning checkpoints: use import)") from None
     if version > SAE_FORMAT_VERSION:

@@ -25,6 +25,8 @@ class MatryoshkaSAE(nn.Module):
     the SAE's file; None when unknown (imported, or trained before runs were recorded).
     """
 
+    threshold: torch.Tensor  # a registered buffer: declared for type checkers
+
     def __init__(self, config: SAEConfig):
         super().__init__()
         self.config = config
@@ -83,7 +85,7 @@ class MatryoshkaSAE(nn.Module):
         # [B, m] pre-activations instead of ReLU, a comparison and a product (a third of the
         # analysis' SAE time at m = 8192).
         pre = torch.addmm(self.b_enc, x.to(self.W_enc.dtype) - self.b_dec, self.W_enc)
-        return torch.nn.functional.threshold_(pre, theta, 0.0)
+        return torch.threshold_(pre, theta, 0.0)  # = F.threshold_, which type checkers do not see
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``x̂ = z W_dec + b_dec``.
@@ -155,7 +157,8 @@ def geometric_median(points: torch.Tensor, max_iter: int = 100, tol: float = 1e-
     ``tol``. Distances are floored so an estimate landing exactly on a data point does not divide
     by zero. Robust: one far outlier barely moves it, unlike the mean.
     """
-    pts = points.reshape(points.shape[0], -1).to(torch.float32 if points.dtype in (torch.float16, torch.bfloat16) else points.dtype)
+    half = points.dtype in (torch.float16, torch.bfloat16)
+    pts = points.reshape(points.shape[0], -1).to(torch.float32 if half else points.dtype)
     guess = pts.mean(dim=0)
     for _ in range(max_iter):
         prev = guess

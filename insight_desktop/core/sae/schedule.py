@@ -65,7 +65,7 @@ class RunPlan:
         why = "auto, kept from the checkpoint being resumed" if self.resumed else f"auto, scaled to a run of {run}"
         reference = f"auto, the reference value for a run this long ({run})"
 
-        def how(name: str, value: int, ref: int) -> str:
+        def how(name: str, value: int | None, ref: int) -> str:
             if name not in self.auto:
                 return "as given"
             return reference if value == ref and not self.resumed else why
@@ -109,7 +109,13 @@ def plan_run(tc: TrainConfig, *, n_tokens: int, n_batches: int, total_steps: int
     for f in auto:
         if kept and kept.get(f) is not None:
             chosen[f], resumed = int(kept[f]), True
-    return RunPlan(replace(tc, **{f: chosen[f] for f in auto}), total_steps, total_tokens, auto, resumed)
+
+    def resolved(name: str, given: int | None) -> int:
+        return chosen[name] if given is None else given
+
+    planned = replace(tc, threshold_start_step=resolved("threshold_start_step", tc.threshold_start_step),
+                      dead_tokens=resolved("dead_tokens", tc.dead_tokens))  # the AUTO_FIELDS
+    return RunPlan(planned, total_steps, total_tokens, auto, resumed)
 
 
 def _tokens(n: int) -> str:

@@ -93,7 +93,7 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     counter = torch.zeros(sae_config.n_concepts, dtype=torch.long, device=dev)
     state = TrainerState(seed=tc.seed, sae_config=sae_config.to_dict(), threshold_updates=0, aux_steps=0, max_dead=0)
     kept = None
-    if resume and has_checkpoint(ckpt_dir):
+    if resume and ckpt_dir is not None and has_checkpoint(ckpt_dir):
         state, counter = load_checkpoint(ckpt_dir, sae, optimizer, sae_config, tc)
         kept = state.train_config
     plan = plan_run(tc, n_tokens=source.n_tokens, n_batches=n_batches, total_steps=total_steps, kept=kept)
@@ -143,10 +143,11 @@ def training_record(state: TrainerState) -> dict:
 
 def _adam(sae: MatryoshkaSAE, tc: TrainConfig) -> torch.optim.Optimizer:
     """Adam (no weight decay, eps 1e-8); the fused kernel where this torch has it (same maths, ~4× faster step)."""
+    beta1, beta2 = tc.betas  # any pair: a caller may have passed a list
     try:
-        return torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=tuple(tc.betas), fused=True)
+        return torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(beta1, beta2), fused=True)
     except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=tuple(tc.betas))
+        return torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(beta1, beta2))
 
 
 class _Loop:
@@ -155,6 +156,9 @@ class _Loop:
     def __init__(self, sae, optimizer, counter, state: TrainerState, tc: TrainConfig, total_steps: int):
         self.sae, self.optimizer, self.counter, self.state, self.tc = sae, optimizer, counter, state, tc
         self.total_steps = total_steps
+        if tc.dead_tokens is None or tc.threshold_start_step is None:
+            raise ValueError("the training loop needs a planned TrainConfig (plan_run fills its auto fields)")
+        self.dead_tokens, self.threshold_start_step = tc.dead_tokens, tc.threshold_start_step
         self.params = list(sae.parameters())
         self.dead_fraction, self.n_dead = 0.0, 0
 
@@ -166,7 +170,7 @@ class _Loop:
         # Counters first, as dictionary_learning does: a latent that fires in this batch is not dead.
         self.counter += x.shape[0]
         self.counter[sel.fired(self.counter.numel())] = 0
-        dead = self.counter >= tc.dead_tokens
+        dead = self.counter >= self.dead_tokens
         n_dead = self.n_dead = int(dead.sum())
         self.dead_fraction = n_dead / dead.numel()
         stats = sparse_step.loss_and_grads(sae, sel, dead=dead if n_dead else None, aux_alpha=tc.aux_alpha)
@@ -175,7 +179,7 @@ class _Loop:
             st.aux_steps += 1
         if st.max_dead is not None:
             st.max_dead = max(st.max_dead, n_dead)
-        if st.step > tc.threshold_start_step:                      # strictly after, as the reference
+        if st.step > self.threshold_start_step:                    # strictly after, as the reference
             st.threshold = update_threshold(st.threshold, float(stats.min_kept), tc.threshold_beta)
             sae.threshold.fill_(st.threshold)
             if st.threshold_updates is not None:

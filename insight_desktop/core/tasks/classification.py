@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .codes import ConceptContribution, ranked_contributions
-from .segmentation import LOGIT_SCALE, _names
+from .segmentation import LOGIT_SCALE
 
 ZERO_SHOT = "zero-shot"
 PROBE = "probe"
@@ -51,7 +51,6 @@ class ClassificationResult:
     logits: np.ndarray                # float64 [C]
     probabilities: np.ndarray         # float64 [C], softmax of the logits
     concepts: np.ndarray              # int64 [n], ascending
-    concept_names: tuple[str, ...]
     activations: np.ndarray           # float32 [n]: z̄ (max-pooled codes)
     contributions: np.ndarray         # float64 [C, n]
     bias: np.ndarray                  # float64 [C] (zeros for the probe)
@@ -79,11 +78,11 @@ class ClassificationResult:
         c = self.predicted if class_index is None else int(class_index)
         return ClassExplanation(c, self.class_names[c], float(self.logits[c]), float(self.probabilities[c]),
                                 float(self.bias[c]),
-                                ranked_contributions(self.concepts, self.contributions[c], self.concept_names, top))
+                                ranked_contributions(self.concepts, self.contributions[c], top))
 
 
 def zero_shot(concepts: np.ndarray, activations: np.ndarray, decoder_rows: np.ndarray, b_dec: np.ndarray,
-              text: np.ndarray, class_names: Sequence[str], *, concept_names: Any = None,
+              text: np.ndarray, class_names: Sequence[str], *,
               opaque_features: np.ndarray | None = None) -> ClassificationResult:
     """Zero-shot classification of the pooled codes ``(concepts, activations)``.
 
@@ -103,18 +102,18 @@ def zero_shot(concepts: np.ndarray, activations: np.ndarray, decoder_rows: np.nd
     if opaque_features is not None:
         f = np.asarray(opaque_features, dtype=np.float64)
         opaque = LOGIT_SCALE * (text @ f) / max(float(np.linalg.norm(f)), 1e-12)
-    return _result(ZERO_SHOT, class_names, concepts, activations, contributions, bias, concept_names, opaque)
+    return _result(ZERO_SHOT, class_names, concepts, activations, contributions, bias, opaque)
 
 
-def probe_classify(W: np.ndarray, class_names: Sequence[str], concepts: np.ndarray, activations: np.ndarray, *,
-                   concept_names: Any = None) -> ClassificationResult:
+def probe_classify(W: np.ndarray, class_names: Sequence[str], concepts: np.ndarray, activations: np.ndarray,
+                   ) -> ClassificationResult:
     """Concept-bottleneck probe ``logits = W z̄`` (W [C, m]) on the pooled codes."""
     concepts, activations = _pooled(concepts, activations)
     W = np.asarray(W)
     if concepts.size and concepts.max() >= W.shape[1]:
         raise ValueError(f"the probe reads {W.shape[1]} concepts; the codes have concept {concepts.max()}")
     contributions = W[:, concepts].astype(np.float64) * activations[None, :].astype(np.float64)
-    return _result(PROBE, class_names, concepts, activations, contributions, np.zeros(W.shape[0]), concept_names, None)
+    return _result(PROBE, class_names, concepts, activations, contributions, np.zeros(W.shape[0]), None)
 
 
 def _pooled(concepts: Any, activations: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +125,7 @@ def _pooled(concepts: Any, activations: Any) -> tuple[np.ndarray, np.ndarray]:
     return concepts[order], activations[order]
 
 
-def _result(method, class_names, concepts, activations, contributions, bias, concept_names, opaque,
-            ) -> ClassificationResult:
+def _result(method, class_names, concepts, activations, contributions, bias, opaque) -> ClassificationResult:
     class_names = tuple(str(c) for c in class_names)
     if len(class_names) != contributions.shape[0]:
         raise ValueError(f"{len(class_names)} class names for {contributions.shape[0]} classes")
@@ -137,5 +135,5 @@ def _result(method, class_names, concepts, activations, contributions, bias, con
     for arr in (logits, probabilities, concepts, activations, contributions, bias, opaque):
         if arr is not None:
             arr.flags.writeable = False
-    return ClassificationResult(method, class_names, logits, probabilities, concepts,
-                                tuple(_names(concept_names, concepts)), activations, contributions, bias, opaque)
+    return ClassificationResult(method, class_names, logits, probabilities, concepts, activations, contributions,
+                                bias, opaque)

@@ -16,14 +16,14 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class ConceptContribution:
-    """How much concept ``concept`` (named ``name``) adds to a logit (negative: speaks against)."""
+    """How much concept ``concept`` adds to a logit (negative: speaks against). Its name is looked
+    up where it is shown (:class:`..concepts.names.NameBook`), so a renamed concept shows its new name."""
 
     concept: int
-    name: str
     value: float
 
 
-def ranked_contributions(concepts: np.ndarray, values: np.ndarray, names: Any, top: int | None = None,
+def ranked_contributions(concepts: np.ndarray, values: np.ndarray, top: int | None = None,
                          ) -> tuple[ConceptContribution, ...]:
     """Records for the non-zero ``values``, largest first (ties: lower concept id first)."""
     concepts, values = np.asarray(concepts), np.asarray(values, dtype=np.float64)
@@ -31,15 +31,7 @@ def ranked_contributions(concepts: np.ndarray, values: np.ndarray, names: Any, t
     order = keep[np.lexsort((concepts[keep], -values[keep]))]
     if top is not None:
         order = order[:top]
-    return tuple(ConceptContribution(int(concepts[i]), _name(names, int(concepts[i]), i), float(values[i])) for i in order)
-
-
-def _name(names: Any, concept: int, position: int) -> str:
-    if names is None:
-        return f"concept {concept}"
-    if callable(names):
-        return str(names(concept))
-    return str(names[position])
+    return tuple(ConceptContribution(int(concepts[i]), float(values[i])) for i in order)
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +64,7 @@ class PatchCodes:
     @classmethod
     def from_dense(cls, z: Any, grid: tuple[int, int]) -> "PatchCodes":
         """From dense codes [h·w, m] (numpy or torch; a torch tensor is sparsified where it lives)."""
-        from ..relations_codes import SparseCodes
+        from ..concepts.codes import SparseCodes
 
         s = SparseCodes.from_dense(z, eps=0.0)
         return cls(grid, s.n_concepts, s.indptr, s.indices, s.values)
@@ -81,7 +73,8 @@ class PatchCodes:
     def concat_rows(cls, parts: list[Any], grid: tuple[int, int], n_concepts: int) -> "PatchCodes":
         """The patches of ``parts`` (CSR blocks with ``indptr/indices/values``) one after the other."""
         offsets = np.cumsum([0] + [np.asarray(p.indices).size for p in parts])
-        indptr = np.concatenate([np.zeros(1, np.int64)] + [np.asarray(p.indptr[1:]) + o for p, o in zip(parts, offsets)])
+        indptr = np.concatenate([np.zeros(1, np.int64)]
+                                + [np.asarray(p.indptr[1:]) + o for p, o in zip(parts, offsets)])
         indices = np.concatenate([np.zeros(0, np.int32)] + [np.asarray(p.indices) for p in parts])
         values = np.concatenate([np.zeros(0, np.float32)] + [np.asarray(p.values) for p in parts])
         return cls(grid, n_concepts, indptr, indices, values)

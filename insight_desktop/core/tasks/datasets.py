@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -88,7 +88,8 @@ def segmentation_dataset(folder: str | os.PathLike) -> SegmentationDataset:
     except ClassListError as exc:
         raise DatasetError(f"'{root / 'classes.txt'}': {exc}") from None
     if len(classes) > IGNORE_LABEL:
-        raise DatasetError(f"'{root / 'classes.txt'}' lists {len(classes)} classes; at most {IGNORE_LABEL} fit in PNG masks")
+        raise DatasetError(f"'{root / 'classes.txt'}' lists {len(classes)} classes; "
+                           f"at most {IGNORE_LABEL} fit in PNG masks")
     masks = {p.stem: p for p in find_images(root / "masks")}
     pairs, unmatched = [], []
     for image in find_images(root / "images"):

@@ -47,7 +47,8 @@ def encode_pooled(backbone, sae, images: Sequence[np.ndarray], *, size: int | No
         for start in range(0, len(images), batch_size):
             if should_stop is not None and should_stop():
                 break
-            batch = torch.stack([pre.to_tensor(as_rgb(im), mode="crop", size=size) for im in images[start:start + batch_size]])
+            batch = torch.stack([pre.to_tensor(as_rgb(im), mode="crop", size=size)
+                                 for im in images[start:start + batch_size]])
             features = backbone.dense_features(batch.to(backbone.device)).float().to(device)
             for f in features:
                 tokens = f.flatten(1).T                                     # [h·w, d]

@@ -60,7 +60,8 @@ class ProbeFit:
 
     def metadata(self) -> dict[str, Any]:
         """JSON-able facts stored with the probe in the bundle."""
-        return {"lambda": self.lam, "lambdas": self.lambdas.tolist(), "heldout_accuracy": self.heldout_accuracy.tolist(),
+        return {"lambda": self.lam, "lambdas": self.lambdas.tolist(),
+                "heldout_accuracy": self.heldout_accuracy.tolist(),
                 "train_images": int(self.train_index.size), "heldout_images": int(self.heldout_index.size),
                 "train_accuracy": self.train_accuracy, "nonzero_weights": self.nnz, **self.extra}
 
@@ -83,8 +84,9 @@ def stratified_split(y: np.ndarray, holdout: float = 0.2, seed: int = 0) -> tupl
     return train.astype(np.int64), heldout.astype(np.int64)
 
 
-def fit_probe(Z: sp.spmatrix | np.ndarray, y: Sequence[int], class_names: Sequence[str], *, lam: float | None = None,
-              holdout: float = 0.2, seed: int = 0, max_iter: int = 500, tol: float = 1e-6) -> ProbeFit:
+def fit_probe(Z: sp.spmatrix | np.ndarray, y: Sequence[int] | np.ndarray, class_names: Sequence[str], *,
+              lam: float | None = None, holdout: float = 0.2, seed: int = 0, max_iter: int = 500,
+              tol: float = 1e-6) -> ProbeFit:
     """Train the probe on concept vectors ``Z`` [N, m] with labels ``y`` (indices into ``class_names``).
 
     ``lam`` fixes λ (no selection); otherwise λ is chosen on a stratified held-out split.

@@ -11,7 +11,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-
 #: classes whose prompts go to the text tower together (bounds the [prompts, d] batch)
 CLASSES_PER_CALL = 32
 

@@ -76,7 +76,8 @@ def legend_png(names: Sequence[str], colours: Sequence[tuple[int, int, int]], co
 
     row, pad = 22, 6
     total = max(sum(counts), 1) if counts is not None else 0
-    lines = [f"{name}" + (f"  {100 * counts[i] / total:.1f} %" if counts is not None else "") for i, name in enumerate(names)]
+    lines = [f"{name}" + (f"  {100 * counts[i] / total:.1f} %" if counts is not None else "")
+             for i, name in enumerate(names)]
     width = pad * 3 + 16 + 7 * max((len(s) for s in lines), default=1)
     im = Image.new("RGB", (width, pad * 2 + row * len(lines)), (255, 255, 255))
     draw = ImageDraw.Draw(im)

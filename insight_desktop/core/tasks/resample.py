@@ -175,7 +175,8 @@ class GridSampler:
         """The x pass of :meth:`norm_sq` (``[h + 1, out_w]`` twice), done once per grid."""
         b0, c0, c1 = self.xs.lo, self.xs.w_lo, self.xs.w_hi
         same_row = c0 * c0 * gram.n[:, b0] + c1 * c1 * gram.n[:, b0 + 1] + 2 * c0 * c1 * gram.right[:, b0]
-        next_row = c0 * c0 * gram.down[:, b0] + c1 * c1 * gram.down[:, b0 + 1] + c0 * c1 * (gram.diag[:, b0] + gram.anti[:, b0])
+        next_row = (c0 * c0 * gram.down[:, b0] + c1 * c1 * gram.down[:, b0 + 1]
+                    + c0 * c1 * (gram.diag[:, b0] + gram.anti[:, b0]))
         return same_row, next_row
 
     def norm_sq(self, hnorm: tuple[np.ndarray, np.ndarray], rows: slice) -> np.ndarray:
@@ -197,7 +198,7 @@ def _segment_add(values: np.ndarray, index: np.ndarray, out: np.ndarray, axis: i
         return
     starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
     sums = np.add.reduceat(values, starts, axis=axis)
-    target = [slice(None)] * out.ndim
+    target: list[slice | np.ndarray] = [slice(None)] * out.ndim
     target[axis] = index[starts]
     out[tuple(target)] += sums
 

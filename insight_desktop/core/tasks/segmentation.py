@@ -35,11 +35,12 @@ decomposition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .codes import ConceptContribution, PatchCodes, ranked_contributions
+from .decoder import ActiveDecoder
 from .resample import CHUNK_PIXELS, GridSampler, NeighbourGram
 
 #: CLIP's logit scale
@@ -98,7 +99,6 @@ class SegmentationResult:
     segments: tuple[Segment, ...]
     codes: PatchCodes
     concepts: np.ndarray          # int64 [n]: the concepts active in the image, ascending
-    concept_names: tuple[str, ...]
     similarity: np.ndarray        # float64 [n, C]: S_jc = ⟨W_dec[j], t_c⟩
     bias_similarity: np.ndarray   # float64 [C]: ⟨b_dec, t_c⟩
     gram: NeighbourGram
@@ -131,11 +131,12 @@ class SegmentationResult:
         norm = max(np.sqrt(_norm_sq_at(self.sampler, self.gram, y, x)), _TINY)
         logits = (z @ self.similarity + self.bias_similarity) * LOGIT_SCALE / norm
         label = int(self.labels[y, x])
-        c = int(class_index) if class_index is not None else (label if label < self.n_classes else int(np.argmax(logits)))
+        c = int(class_index) if class_index is not None else (
+            label if label < self.n_classes else int(np.argmax(logits)))
         contrib = LOGIT_SCALE * z * self.similarity[:, c] / norm
         bias = LOGIT_SCALE * self.bias_similarity[c] / norm
         return PixelExplanation(y, x, label, c, float(contrib.sum() + bias), float(bias),
-                                ranked_contributions(self.concepts, contrib, self.concept_names, top))
+                                ranked_contributions(self.concepts, contrib, top))
 
     def contribution_map(self, concept: int, class_index: int) -> np.ndarray:
         """``100 · z_j(p) S_jc / ‖x̂(p)‖`` for every pixel, float32 [H, W] (one map, in row blocks)."""
@@ -152,51 +153,75 @@ class SegmentationResult:
         return out
 
 
-def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_rows: np.ndarray,
-            concepts: np.ndarray, b_dec: np.ndarray, text: np.ndarray, class_names: Sequence[str],
-            sampler: GridSampler, *, background_logits: np.ndarray | None = None, concept_names: Any = None,
-            delta: float = BACKGROUND_DELTA, chunk_pixels: int = CHUNK_PIXELS, given: Any = None,
-            ) -> SegmentationResult:
-    """Segment the output of ``sampler`` (usually the original image) into ``class_names``.
+@dataclass(frozen=True, eq=False)
+class SegmentationInputs:
+    """Everything :func:`segment` reads, all on the patch grid (nothing per pixel).
 
-    ``x_hat`` / ``features``: SAE reconstruction and raw backbone features on the grid, [h·w, d];
-    ``decoder_rows`` [n, d]: ``W_dec`` rows of ``concepts`` (ascending, a superset of the concepts
-    active in ``codes``); ``text`` [C, d]: unit class embeddings; ``background_logits`` [h, w]
-    or None; ``concept_names``: names of ``concepts`` (sequence) or a function ``id → name``.
+    ``x̂`` is ``decoder``'s decode of ``codes``, so the decoder must hold every concept active in
+    them (it may hold more: a concept switched off keeps its row and contributes nothing).
+    ``text`` [C, d]: unit class embeddings, one per ``class_names``. The opaque path needs either
+    the raw backbone ``features`` [h·w, d] or the ``opaque_labels`` [H, W] of an earlier
+    segmentation of the same image (they do not depend on the codes). ``background_logits``
+    [h, w]: FOUND logits, or None for no background class.
+    """
+
+    codes: PatchCodes
+    decoder: ActiveDecoder
+    text: np.ndarray
+    class_names: tuple[str, ...]
+    sampler: GridSampler
+    features: np.ndarray | None = None
+    background_logits: np.ndarray | None = None
+    opaque_labels: np.ndarray | None = None
+
+
+def segment(inputs: SegmentationInputs, *, delta: float = BACKGROUND_DELTA, chunk_pixels: int = CHUNK_PIXELS,
+            given: Any = None) -> SegmentationResult:
+    """Segment the output of ``inputs.sampler`` (usually the original image) into its classes.
+
     ``given``: labels already decided elsewhere — anything with ``labels``, ``max_probability``,
     ``opaque_labels`` [H, W], ``background_label`` and ``window_mode`` (a
-    :class:`.windows.WindowSegmentation`); the
-    segments and their explanations are then computed over those labels.
+    :class:`.windows.WindowSegmentation`); the segments and their explanations are then
+    computed over those labels.
     """
+    codes, decoder, sampler, class_names = inputs.codes, inputs.decoder, inputs.sampler, inputs.class_names
     h, w = codes.grid
-    concepts = np.asarray(concepts, dtype=np.int64)
-    if np.any(np.diff(concepts) <= 0) or not np.isin(codes.active_concepts(), concepts).all():
-        raise ValueError("concepts must be ascending and include every concept active in the codes")
+    concepts = decoder.concepts
+    if not np.isin(codes.active_concepts(), concepts).all():
+        raise ValueError("the decoder must hold every concept active in the codes")
     if sampler.grid != (h, w):
         raise ValueError(f"sampler grid {sampler.grid} does not match the codes' grid {(h, w)}")
-    text = np.asarray(text, dtype=np.float64)
+    text = np.asarray(inputs.text, dtype=np.float64)
     n_classes = text.shape[0]
     if len(class_names) != n_classes:
         raise ValueError(f"{len(class_names)} class names for {n_classes} text embeddings")
     d = text.shape[1]
-    x_hat = np.asarray(x_hat, dtype=np.float64).reshape(h, w, d)
-    features = np.asarray(features, dtype=np.float64).reshape(h, w, d)
+    x_hat = decoder.decode(codes).reshape(h, w, d)
     gram = NeighbourGram.of(x_hat)
     concept_path = PixelLogits(sampler, (x_hat @ text.T).transpose(2, 0, 1), gram)
-    opaque_path = None if given is not None else PixelLogits(sampler, (features @ text.T).transpose(2, 0, 1),
-                                                             NeighbourGram.of(features))
-    hbg = sampler.horizontal(np.asarray(background_logits, np.float32).reshape(1, h, w)) if background_logits is not None else None
+    opaque_path = None
+    if given is None and inputs.features is not None:
+        features = np.asarray(inputs.features, dtype=np.float64).reshape(h, w, d)
+        opaque_path = PixelLogits(sampler, (features @ text.T).transpose(2, 0, 1), NeighbourGram.of(features))
+    hbg = None
+    if inputs.background_logits is not None:
+        hbg = sampler.horizontal(np.asarray(inputs.background_logits, np.float32).reshape(1, h, w))
 
     n_labels = n_classes + (hbg is not None)
-    if given is not None and (given.labels.shape != tuple(sampler.out)
-                              or given.background_label != (n_classes if hbg is not None else None)):
-        raise ValueError("the given labels do not match this image's size, classes and background")
     dtype = np.uint8 if n_labels <= 256 else np.uint16
-    if given is None:
-        labels, opaque = np.empty(sampler.out, dtype=dtype), np.empty(sampler.out, dtype=dtype)
-        max_prob = np.empty(sampler.out, dtype=np.float32)
-    else:  # shared, not copied: they are read-only and would double the peak memory of a large image
+    if given is not None:  # shared, not copied: they are read-only and would double the peak memory of a large image
+        background_label = n_classes if hbg is not None else None
+        if given.labels.shape != tuple(sampler.out) or given.background_label != background_label:
+            raise ValueError("the given labels do not match this image's size, classes and background")
         labels, opaque, max_prob = given.labels, given.opaque_labels, given.max_probability
+    else:
+        labels, max_prob = np.empty(sampler.out, dtype=dtype), np.empty(sampler.out, dtype=np.float32)
+        if opaque_path is not None:
+            opaque = np.empty(sampler.out, dtype=dtype)
+        elif inputs.opaque_labels is not None and inputs.opaque_labels.shape == tuple(sampler.out):
+            opaque = inputs.opaque_labels
+        else:
+            raise ValueError("segmentation needs the raw features or the opaque labels of this image's size")
     acc = np.zeros((n_classes, h + 1, sampler.out[1]))  # adjoint of 1[p ∈ segment c] / ‖x̂(p)‖
     logit_sum, inv_norm_sum = np.zeros(n_classes), np.zeros(n_classes)
     pixels = np.zeros(n_labels, dtype=np.int64)
@@ -206,7 +231,8 @@ def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_
             bg = sampler.vertical(hbg, rows)[0] <= 0 if hbg is not None else None  # sigmoid ≤ 0.5
             lab, prob = _labels(logits, bg, delta, n_classes)
             labels[rows], max_prob[rows] = lab, prob
-            opaque[rows] = _labels(opaque_path.logits(rows)[0], bg, delta, n_classes)[0]
+            if opaque_path is not None:
+                opaque[rows] = _labels(opaque_path.logits(rows)[0], bg, delta, n_classes)[0]
         else:
             lab = labels[rows]
         pixels += np.bincount(lab.ravel(), minlength=n_labels)
@@ -220,10 +246,9 @@ def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_
 
     weights = sampler.adjoint_finish(acc).reshape(n_classes, h * w)     # [C, h·w]
     z_weighted = (codes.to_scipy().T @ weights.T)[concepts]             # [n, C]: Σ_q z_j(q) U_c(q)
-    similarity = np.asarray(decoder_rows, dtype=np.float64) @ text.T     # S [n, C]
-    bias_similarity = np.asarray(b_dec, dtype=np.float64) @ text.T
+    similarity = decoder.rows.astype(np.float64) @ text.T                # S [n, C]
+    bias_similarity = decoder.bias.astype(np.float64) @ text.T
     contributions = LOGIT_SCALE * similarity * z_weighted
-    names = tuple(_names(concept_names, concepts))
     class_names = tuple(class_names) + ((BACKGROUND_NAME,) if hbg is not None else ())
     segments = []
     for label in np.flatnonzero(pixels):
@@ -232,11 +257,11 @@ def segment(codes: PatchCodes, x_hat: np.ndarray, features: np.ndarray, decoder_
             continue
         segments.append(Segment(int(label), class_names[label], int(pixels[label]), float(logit_sum[label]),
                                 float(LOGIT_SCALE * bias_similarity[label] * inv_norm_sum[label]),
-                                ranked_contributions(concepts, contributions[:, label], names)))
-    for arr in (labels, opaque, max_prob, similarity, bias_similarity, concepts):
+                                ranked_contributions(concepts, contributions[:, label])))
+    for arr in (labels, opaque, max_prob, similarity, bias_similarity):
         arr.flags.writeable = False
     return SegmentationResult(class_names, n_classes if hbg is not None else None, labels, max_prob, opaque,
-                              tuple(segments), codes, concepts, names, similarity, bias_similarity, gram, sampler,
+                              tuple(segments), codes, concepts, similarity, bias_similarity, gram, sampler,
                               "fast" if given is None else given.window_mode)
 
 
@@ -285,13 +310,3 @@ def _norm_sq_at(sampler: GridSampler, gram: NeighbourGram, y: int, x: int) -> fl
 def _take(taps, i: int):
     return type(taps)(taps.lo[i:i + 1], taps.w_lo[i:i + 1], taps.w_hi[i:i + 1])
 
-
-def _names(names: Any, concepts: np.ndarray) -> list[str]:
-    if names is None:
-        return [f"concept {j}" for j in concepts]
-    if callable(names):
-        return [str(names(int(j))) for j in concepts]
-    names = list(names)
-    if len(names) != concepts.size:
-        raise ValueError(f"{len(names)} concept names for {concepts.size} concepts")
-    return [str(n) for n in names]

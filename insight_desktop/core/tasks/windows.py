@@ -1,9 +1,14 @@
-"""Sliding windows: the two window modes, running the backbone over windows, and the reference
-mode's averaging — every window segmented on its own, class probabilities averaged (docs/method.md §6).
+"""Sliding windows: where they lie, running the backbone over them, and the two window modes —
+``"fast"`` (features of overlapping windows averaged on one grid, :func:`averaged_features`) and
+``"reference"`` (every window segmented on its own, class probabilities averaged, docs/method.md §6).
 
-``"fast"`` (the engine's grid: features of overlapping windows averaged, encoded once) is
-described in :mod:`..engine`; :class:`WindowRunner` runs the windows of both modes. The rest of
-this module is ``"reference"``.
+**Image geometry (ours).** The image is resized (bicubic) so its short side equals the window
+(448 px, docs/method.md §6), unless that makes the long side exceed ``MAX_ASPECT`` windows, in
+which case the long side is ``MAX_ASPECT · window`` instead (:func:`analysis_size`); the fast
+mode's windows lie on that image normalised and padded with black to whole patches, every
+``stride`` px and flush with the border, so they start on patch boundaries and overlapping
+windows give features for the *same* patches (:func:`window_geometry`). :class:`WindowRunner`
+runs the windows of both modes. The rest of this module is ``"reference"``.
 
 The reference evaluation (CLIP-DINOiser's and the Insight authors' code: mmseg's "slide" mode,
 448-px windows every 224 px) runs the whole model on each window separately — backbone, SAE,
@@ -37,13 +42,20 @@ work runs in blocks of rows, so no ``[C, H, W]`` array is made.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .resample import CHUNK_PIXELS, AxisTaps, GridSampler, NeighbourGram
 from .segmentation import BACKGROUND_DELTA, BACKGROUND_NAME, PixelLogits
 
+if TYPE_CHECKING:
+    import torch
+
+WINDOW = 448
+STRIDE = 224
+#: the long side of the analysed image is at most this many windows
+MAX_ASPECT = 4
 FAST = "fast"
 REFERENCE = "reference"
 #: sliding-window modes: features averaged then encoded once (the engine's grid), or this module's
@@ -70,6 +82,92 @@ def describe_windows(mode: str, windows: int) -> str:
     return f"fast (features averaged over {windows} overlapping windows, encoded once)"
 
 
+def analysis_size(height: int, width: int, window: int = WINDOW) -> tuple[int, int]:
+    """Size (H', W') the backbone sees: short side = ``window``, long side ≤ ``MAX_ASPECT · window``."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}×{width}")
+    scale = window / min(height, width)
+    if max(height, width) * scale > MAX_ASPECT * window:
+        scale = MAX_ASPECT * window / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@dataclass(frozen=True, eq=False)
+class WindowGeometry:
+    """Where the windows of both modes lie on one image."""
+
+    size: tuple[int, int]                   # (H', W') the image is resized to
+    image: np.ndarray                       # that image, uint8
+    canvas: torch.Tensor                    # it normalised and black-padded to whole patches [3, h·p, w·p]
+    grid: tuple[int, int]                   # (h, w) patches of the canvas
+    canvas_boxes: list[tuple[int, int, int, int]]  # fast-mode windows, on the padded canvas
+    image_boxes: list[tuple[int, int, int, int]]   # reference windows, on the image before padding
+
+
+def window_geometry(rgb: np.ndarray, preprocessing: Any, window: int = WINDOW, stride: int = STRIDE) -> WindowGeometry:
+    """Resize ``rgb`` for the backbone and place both modes' windows (``window``, ``stride`` in px)."""
+    from ..images import tile_boxes
+
+    p = preprocessing.patch_size
+    if window <= 0 or stride <= 0 or window % p or stride % p or stride > window:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive multiples of the patch size "
+                         f"{p}, with stride ≤ window")
+    size = analysis_size(rgb.shape[0], rgb.shape[1], window)
+    image = _resize(rgb, size)
+    canvas = preprocessing.to_tensor(image, mode="full")  # [3, h·p, w·p], black padding
+    return WindowGeometry(size, image, canvas, (canvas.shape[1] // p, canvas.shape[2] // p),
+                          tile_boxes(canvas.shape[1], canvas.shape[2], window, stride),
+                          tile_boxes(size[0], size[1], window, stride))
+
+
+def averaged_features(runner: WindowRunner, geo: WindowGeometry) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Fast mode: every patch's features averaged over the windows that cover it, [h·w, d] float32
+    on the backbone's device, and FOUND background logits averaged the same way, read-only
+    [h, w] (None if the backbone has no FOUND head)."""
+    import torch
+
+    backbone = runner.backbone
+    p, (h, w), device = backbone.preprocessing.patch_size, geo.grid, backbone.device
+    feats = torch.zeros(backbone.feature_dim, h, w, device=device)
+    bg = torch.zeros(h, w, device=device)
+    count = torch.zeros(h, w, device=device)
+    has_bg = True
+    for (top, left, bottom, right), f, g in runner.run(geo.canvas_boxes,
+                                                       lambda box: geo.canvas[:, box[0]:box[2], box[1]:box[3]]):
+        cell = (slice(top // p, bottom // p), slice(left // p, right // p))
+        channels = (slice(None), *cell)  # named: mypy reads an inline starred index as 3.11-only syntax
+        feats[channels] += f
+        count[cell] += 1
+        if g is None:
+            has_bg = False
+        else:
+            bg[cell] += g
+    x = (feats / count).flatten(1).T.contiguous()
+    if not has_bg:
+        return x, None
+    background = np.ascontiguousarray((bg / count).cpu().numpy())
+    background.flags.writeable = False
+    return x, background
+
+
+def reference_segmentation(runner: WindowRunner, geo: WindowGeometry,
+                           reconstruct: Callable[[torch.Tensor], torch.Tensor], text: np.ndarray,
+                           classes: Sequence[str], background: bool, out: tuple[int, int]) -> WindowSegmentation:
+    """Reference mode: each window of the unpadded image through the backbone and the SAE on its
+    own (``reconstruct``: features [n, d] → x̂ [n, d], float32), then :func:`window_segmentation`."""
+    pre = runner.backbone.preprocessing
+    scores = []
+
+    def crop(b):  # each window is padded on its own, as the reference pads each crop
+        return pre.to_tensor(geo.image[b[0]:b[2], b[1]:b[3]], mode="full")
+
+    for box, f, g in runner.run(geo.image_boxes, crop):
+        d, gh, gw = f.shape
+        x = f.flatten(1).T.contiguous()
+        scores.append(WindowScores.of(box, reconstruct(x).double().cpu().numpy().reshape(gh, gw, d),
+                                      x.double().cpu().numpy().reshape(gh, gw, d), text,
+                                      None if g is None else g.cpu().numpy()))
+    return window_segmentation(scores, classes, geo.size, out, pre.patch_size, background=background)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +190,8 @@ class WindowScores:
         features = np.asarray(features, dtype=np.float64)
         text = np.asarray(text, dtype=np.float64)
         bg = None if background is None else np.asarray(background, np.float32).reshape(x_hat.shape[:2])
-        return cls(tuple(int(v) for v in box), x_hat.shape[:2],
+        top, left, bottom, right = (int(v) for v in box)
+        return cls((top, left, bottom, right), x_hat.shape[:2],
                    (x_hat @ text.T).transpose(2, 0, 1).astype(np.float32), NeighbourGram.of(x_hat),
                    (features @ text.T).transpose(2, 0, 1).astype(np.float32), NeighbourGram.of(features), bg)
 
@@ -210,12 +309,12 @@ class _Placed:
             self.sampler = GridSampler(s.grid, (ys.n_out, xs.n_out), ys, xs)
             self.paths = (PixelLogits(self.sampler, s.concept_numerators, s.concept_gram),
                           PixelLogits(self.sampler, s.opaque_numerators, s.opaque_gram))
-            self.hbg = self.sampler.horizontal(s.background[None]) if background else None
+            self.hbg = self.sampler.horizontal(s.background[None]) if background and s.background is not None else None
 
     def add(self, rows: slice, acc: np.ndarray, count: np.ndarray, n_classes: int, delta: float) -> None:
         """Add this window's probabilities on output ``rows`` into ``acc`` [2, labels, r, W] and ``count``."""
         lo, hi = max(rows.start, self.rows.start), min(rows.stop, self.rows.stop)
-        if lo >= hi:
+        if lo >= hi or self.sampler is None:
             return
         local = slice(lo - self.rows.start, hi - self.rows.start)
         dst = (slice(lo - rows.start, hi - rows.start), self.cols)
@@ -234,6 +333,14 @@ def _axis(n_out: int, n_analysed: int, start: int, stop: int, patch: int, n_grid
     inside = np.flatnonzero((centres >= start) & (centres < stop))
     span = slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
     return span, AxisTaps.at((centres[span] - start) / patch - 0.5, n_grid)
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
 def _row_chunks(out: tuple[int, int], chunk_pixels: int) -> Iterator[slice]:

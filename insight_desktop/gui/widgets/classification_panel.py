@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .contribution_chart import ContributionChart
 
@@ -36,7 +45,7 @@ class ClassificationPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
-        self.chart = ContributionChart()
+        self.chart = ContributionChart(name_of=document.concept_name)
         top = QHBoxLayout()
         top.addWidget(QLabel("Classifier:"))
         top.addWidget(self.method, 1)
@@ -52,6 +61,7 @@ class ClassificationPanel(QWidget):
         self.chart.conceptClicked.connect(document.select_concept)
         document.analysisChanged.connect(self._on_analysis)
         document.conceptSelected.connect(self.chart.set_highlighted)
+        document.conceptRenamed.connect(self.chart.refresh_names)
         self._on_analysis()
 
     def result(self):

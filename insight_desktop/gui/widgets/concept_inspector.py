@@ -1,13 +1,31 @@
 """Everything the model knows about the selected concept: name, facts, candidate names,
-parents and children (click one to go there), and the strip of its top patches."""
+parents and children (click one to go there), and the strip of its top patches. "Rename…" (F2)
+gives the concept a name of the user's own, shown at once everywhere (:meth:`Document.rename_concept`)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QFont, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                               QScrollArea, QSizePolicy, QStackedWidget, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QFont, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QScrollArea,
+    QSizePolicy,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .qt_concept_tree_model import CONCEPT_ROLE, format_frequency
 
@@ -75,6 +93,15 @@ class ConceptInspector(QWidget):
         self.name.setFont(font)
         self.name.setWordWrap(True)
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.rename_action = QAction("Rename Concept…", self)
+        self.rename_action.setShortcut(QKeySequence(Qt.Key.Key_F2))
+        self.rename_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)  # F2 wherever the concept is chosen
+        self.rename_action.setToolTip("Give this concept a name of your own (F2); an empty name restores the model's")
+        self.rename_action.triggered.connect(self.ask_rename)
+        self.addAction(self.rename_action)
+        rename = QToolButton(self)
+        rename.setDefaultAction(self.rename_action)
+        rename.setAutoRaise(True)
         self.facts = QLabel(self)
         self.facts.setWordWrap(True)
         self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -97,7 +124,10 @@ class ConceptInspector(QWidget):
 
         page = QWidget()
         layout = QVBoxLayout(page)
-        layout.addWidget(self.name)
+        title = QHBoxLayout()
+        title.addWidget(self.name, 1)
+        title.addWidget(rename, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(title)
         layout.addWidget(self.facts)
         layout.addWidget(self.thumbnails)
         for title, widgets in (("Candidate names", (self.candidates, self.no_candidates)),
@@ -123,6 +153,7 @@ class ConceptInspector(QWidget):
         document.conceptSelected.connect(self._refresh)
         document.analysisChanged.connect(self._refresh)  # the activation here changes
         document.modelChanged.connect(self._refresh)
+        document.conceptRenamed.connect(self._refresh)  # this concept, a parent or a child may be the one renamed
         self._refresh()
 
     def _link_list(self, tip: str) -> QListWidget:
@@ -138,15 +169,17 @@ class ConceptInspector(QWidget):
     def _refresh(self, *_args) -> None:  # from three signals with different arguments; all same-thread
         doc, catalog = self._document, self._document.catalog
         j = doc.concept
-        if catalog is None or not 0 <= j < catalog.n_concepts:
+        shown = catalog is not None and 0 <= j < catalog.n_concepts
+        self.rename_action.setEnabled(shown)
+        if not shown:
             self.stack.setCurrentIndex(0)
             return
         self.stack.setCurrentIndex(1)
-        self.name.setText(catalog.name(j))
+        self.name.setText(doc.concept_name(j))
         self.facts.setText(self._facts(j))
         self.thumbnails.set_jpeg(catalog.thumbnails.get(j))
 
-        candidates = catalog.names.candidates[j]
+        candidates = catalog.names.candidates(j)
         self.candidates.setRowCount(len(candidates))
         for row, c in enumerate(candidates):
             for column, text in enumerate((c.term, c.family, c.vocabulary, f"{c.score:.3f}")):
@@ -161,9 +194,9 @@ class ConceptInspector(QWidget):
             self.candidates.setFixedHeight(self.candidates.horizontalHeader().height()
                                            + rows * self.candidates.verticalHeader().defaultSectionSize() + 4)
 
-        parents = [(p, f"{catalog.name(p)}   ({score:.2f})") for p, score in catalog.parents(j)]
+        parents = [(p, f"{doc.concept_name(p)}   ({score:.2f})") for p, score in catalog.parents(j)]
         self._fill(self.parents, self.no_parents, parents)
-        self._fill(self.children, self.no_children, [(c, catalog.name(c)) for c in catalog.children(j)])
+        self._fill(self.children, self.no_children, [(c, doc.concept_name(c)) for c in catalog.children(j)])
 
     def _facts(self, j: int) -> str:
         doc, catalog = self._document, self._document.catalog
@@ -190,6 +223,26 @@ class ConceptInspector(QWidget):
             lst.setFixedHeight(rows * max(lst.sizeHintForRow(0), 1) + 2 * lst.frameWidth() + 2)
 
     # ------------------------------------------------------------------ user actions
+    @Slot()
+    def ask_rename(self) -> None:
+        """Ask for a new name of the selected concept (a dialog; OK renames it, Cancel does nothing)."""
+        doc = self._document
+        j = doc.concept
+        if doc.catalog is None or not 0 <= j < doc.catalog.n_concepts:
+            return
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Rename Concept")
+        dialog.setLabelText(f"Name of concept #{j} (leave empty for the model's name, "
+                            f"'{doc.catalog.names.model_name(j)}'):")
+        dialog.setTextValue(doc.concept_name(j))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.textValueSelected.connect(partial(self._rename, doc.catalog, j))  # the concept asked about
+        dialog.open()
+
+    def _rename(self, catalog, concept: int, name: str) -> None:
+        if self._document.catalog is catalog:  # another model may have been opened meanwhile
+            self._document.rename_concept(concept, name)
+
     @Slot(QListWidgetItem)
     def _on_link(self, item: QListWidgetItem) -> None:
         self._document.select_concept(int(item.data(CONCEPT_ROLE)))

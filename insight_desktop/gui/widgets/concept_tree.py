@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QTimer, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLineEdit,
-                               QTreeView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLineEdit,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .qt_concept_tree_model import CONCEPT_ROLE, SORT_ROLE, Column, QtConceptTreeModel
 
@@ -130,8 +139,9 @@ class ConceptTreePanel(QWidget):
         self.only_active.toggled.connect(self._on_only_active)
         self.sort.currentIndexChanged.connect(self._on_sort)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
-        self.model.activationsAboutToChange.connect(self._rows_about_to_change)
+        self.model.rowsAboutToChange.connect(self._rows_about_to_change)
         self.model.activationsChanged.connect(self._after_analysis_changed)
+        self.model.nameChanged.connect(self._after_rename)
         document.conceptSelected.connect(self._follow_document)
         document.modelChanged.connect(self._after_model_changed)
         self._follow_document(document.concept)
@@ -206,6 +216,13 @@ class ConceptTreePanel(QWidget):
     def _after_analysis_changed(self) -> None:
         if self.proxy.only_active:  # newly active concepts may sit under collapsed parents; the
             self._after_filter_change()  # selected one may have been filtered away
+        else:
+            self._follow_document(self._document.concept)
+
+    @Slot(int)
+    def _after_rename(self, concept: int) -> None:
+        if self.proxy.search:  # the new name may match the search now (or no longer)
+            self._after_filter_change()
         else:
             self._follow_document(self._document.concept)
 

@@ -3,12 +3,14 @@
 Custom-painted rather than a pyqtgraph plot: a handful of labelled bars needs exact hit-testing
 for clicks and readable text labels, which a QPainter gives with less machinery. The chart shows
 the ``top`` contributions by size (largest first), then the remaining concepts summed into one
-light-grey bar and the bias as a grey bar, so the bars always add up to the whole logit.
+light-grey bar and the bias as a grey bar, so the bars always add up to the whole logit. Bars
+hold concept ids; their labels are looked up by ``name_of`` each time they are drawn, so
+:meth:`ContributionChart.refresh_names` is all a rename needs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
@@ -27,16 +29,19 @@ _VALUE_W = 64    # px reserved right of the bars for value text
 
 
 class ContributionChart(QWidget):
-    """Bars of ``ConceptContribution(concept, name, value)``; a click on a concept's row emits its id."""
+    """Bars of ``ConceptContribution(concept, value)`` labelled ``name_of(concept)``; a click on a
+    concept's row emits its id."""
 
     conceptClicked = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None, top: int = 12):
+    def __init__(self, parent: QWidget | None = None, top: int = 12,
+                 name_of: Callable[[int], str] | None = None):
         super().__init__(parent)
         self.top = int(top)
+        self._name_of = name_of or (lambda concept: f"concept {concept}")
         self._title = ""
         self._message = "Nothing to explain yet"
-        self._bars: list[tuple[int, str, float]] = []   # (concept, name, value) shown as concept bars
+        self._bars: list[tuple[int, float]] = []         # (concept, value) shown as concept bars
         self._rest: tuple[int, float] | None = None      # (how many concepts, their sum) not shown
         self._bias: float | None = None
         self._highlight = -1
@@ -49,7 +54,7 @@ class ContributionChart(QWidget):
         ranked = sorted(contributions, key=lambda c: (-abs(c.value), c.concept))
         shown = sorted(ranked[:self.top], key=lambda c: (-c.value, c.concept))
         rest = ranked[self.top:]
-        self._bars = [(int(c.concept), str(c.name), float(c.value)) for c in shown]
+        self._bars = [(int(c.concept), float(c.value)) for c in shown]
         self._rest = (len(rest), float(sum(c.value for c in rest))) if rest else None
         self._bias = None if bias is None else float(bias)
         self._title = title
@@ -60,6 +65,10 @@ class ContributionChart(QWidget):
         self._bars, self._rest, self._bias, self._title, self._message = [], None, None, "", message
         self._changed()
 
+    def refresh_names(self) -> None:
+        """Draw the labels again (a concept was renamed; the bars stay)."""
+        self._changed()
+
     def set_highlighted(self, concept: int) -> None:
         """Outline the bar of ``concept`` (the document's selected concept; −1 for none)."""
         if concept != self._highlight:
@@ -68,7 +77,11 @@ class ContributionChart(QWidget):
 
     def bars(self) -> list[tuple[int, float]]:
         """The concept bars as drawn, top to bottom: (concept, value)."""
-        return [(c, v) for c, _, v in self._bars]
+        return list(self._bars)
+
+    def labels(self) -> list[str]:
+        """The row labels as drawn, top to bottom (concepts, then the rest and the bias)."""
+        return [r[0] for r in self._rows()]
 
     def bias(self) -> float | None:
         return self._bias
@@ -86,12 +99,12 @@ class ContributionChart(QWidget):
 
     def total(self) -> float:
         """Sum of every bar (concepts, the rest and the bias): the whole logit."""
-        return sum(v for _, _, v in self._bars) + (self._rest[1] if self._rest else 0.0) + (self._bias or 0.0)
+        return sum(v for _, v in self._bars) + (self._rest[1] if self._rest else 0.0) + (self._bias or 0.0)
 
     # ------------------------------------------------------------------ geometry
     def _rows(self) -> list[tuple[str, float, QColor, int]]:
         """(label, value, colour, concept or −1) per drawn row, top to bottom."""
-        rows = [(name, v, POSITIVE if v >= 0 else NEGATIVE, c) for c, name, v in self._bars]
+        rows = [(self._name_of(c), v, POSITIVE if v >= 0 else NEGATIVE, c) for c, v in self._bars]
         if self._rest:
             rows.append((f"{self._rest[0]} other concept{'s' * (self._rest[0] != 1)}", self._rest[1], REST, -1))
         if self._bias is not None:

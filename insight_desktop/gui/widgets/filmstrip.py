@@ -16,9 +16,19 @@ import numpy as np
 from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QListView, QListWidget, QListWidgetItem, QStyle,
-                               QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ...core.errors import user_message
 from ...core.images import DEFAULT_MAX_PIXELS, ImageLoadError, find_images, load_image
 
 THUMBNAIL_SIZE = 96
@@ -81,7 +91,7 @@ class _ThumbnailJob(QRunnable):
         except ImageLoadError as exc:
             image, error = None, exc.reason
         except Exception as exc:  # never let a pool thread die silently: show it on the item
-            image, error = None, f"{type(exc).__name__}: {exc}"
+            image, error = None, user_message(exc)
         self.signals.done.emit(self.generation, self.row, image, error)
 
 

@@ -19,8 +19,18 @@ from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
 
 from ..document import Region
-from ..layers import (DisplayMapCache, colorbar_image, colormap_lut, composite, figure, heat_rgba, label_rgba,
-                      patch_activation, patch_of, patch_region, residual_rgba)
+from ..layers import (
+    DisplayMapCache,
+    colorbar_image,
+    colormap_lut,
+    composite,
+    figure,
+    heat_rgba,
+    label_rgba,
+    patch_activation,
+    patch_region,
+    residual_rgba,
+)
 
 HINT = "Open an image (Ctrl+O) or drop one here"
 ZOOM_STEP = 1.25
@@ -85,6 +95,7 @@ class ImageCanvas(QWidget):
         self._rgba: dict[str, np.ndarray] = {}
         self._bar_colormap: str | None = None
         self._last_hover = ""
+        self._hover_pixel: tuple[int, int] | None = None  # under the cursor, for a readout made again on a rename
 
         self.view = pg.GraphicsLayoutWidget()
         self.view.setAcceptDrops(False)  # file drops go on to the main window
@@ -122,6 +133,7 @@ class ImageCanvas(QWidget):
         document.conceptSelected.connect(self._render)
         document.overlayChanged.connect(self._render)
         document.regionSelected.connect(self._show_region)
+        document.conceptRenamed.connect(self._on_renamed)
         self._on_image_changed()
 
     # ------------------------------------------------------------------ view commands
@@ -169,7 +181,8 @@ class ImageCanvas(QWidget):
         rgb = self.composite_rgb()
         doc, panels = self.document, []
         if self.items["heatmap"].isVisible():
-            panels.append(colorbar_image(colormap_lut(doc.overlay.colormap), rgb.shape[0], self._concept_name(doc.concept)))
+            panels.append(colorbar_image(colormap_lut(doc.overlay.colormap), rgb.shape[0],
+                                         doc.concept_name(doc.concept)))
         seg = doc.analysis.segmentation if doc.analysis is not None else None
         if seg is not None and self.items["segmentation"].isVisible():
             labels = seg.opaque_labels if doc.overlay.show_opaque else seg.labels
@@ -267,7 +280,8 @@ class ImageCanvas(QWidget):
         if region is None or self.document.image is None:
             self.region_item.hide()
             return
-        self.region_item.setRect(QRectF(region.left, region.top, region.right - region.left, region.bottom - region.top))
+        width, height = region.right - region.left, region.bottom - region.top
+        self.region_item.setRect(QRectF(region.left, region.top, width, height))
         self.region_item.show()
 
     # ------------------------------------------------------------------ mouse
@@ -306,11 +320,19 @@ class ImageCanvas(QWidget):
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         pixel = self._pixel_at(self.viewbox.mapSceneToView(scene_pos))
+        self._hover_pixel = pixel
         self._hover(self._readout(*pixel) if pixel is not None else "")
 
     def leaveEvent(self, event) -> None:
+        self._hover_pixel = None
         self._hover("")
         super().leaveEvent(event)
+
+    def _on_renamed(self, concept: int) -> None:
+        """The status-bar readout names the selected concept: make it again where the cursor rests."""
+        pixel, image = self._hover_pixel, self.document.image
+        if pixel is not None and image is not None and pixel[0] < image.shape[0] and pixel[1] < image.shape[1]:
+            self._hover(self._readout(*pixel))
 
     def _hover(self, text: str) -> None:
         if text != self._last_hover:  # moves over the margins would otherwise clear the status bar over and over
@@ -321,19 +343,14 @@ class ImageCanvas(QWidget):
         parts = [f"x {x}, y {y}"]
         a, doc = self._analysis(), self.document
         if a is not None:
-            r, c = patch_of(a, y, x)
+            r, c = a.patch_at(y, x)
             parts.append(f"patch ({r}, {c})")
             if doc.concept >= 0:
-                parts.append(f"{self._concept_name(doc.concept)} {patch_activation(a, r, c, doc.concept):.2f}")
+                parts.append(f"{doc.concept_name(doc.concept)} {patch_activation(a, r, c, doc.concept):.2f}")
             if a.segmentation is not None:
                 labels = a.segmentation.opaque_labels if doc.overlay.show_opaque else a.segmentation.labels
                 parts.append(a.segmentation.class_names[int(labels[y, x])])
         return " · ".join(parts)
-
-    def _concept_name(self, concept: int) -> str:
-        if self.document.catalog is not None and concept >= 0:
-            return self.document.catalog.name(concept)
-        return f"concept {concept}"
 
 
 def _cosmetic_pen(colour: str, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:

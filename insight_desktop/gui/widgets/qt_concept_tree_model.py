@@ -40,9 +40,11 @@ class QtConceptTreeModel(QAbstractItemModel):
     """Rows are concepts, nested as in ``catalog.relations.display_parent``; roots and children
     in ascending concept order (as ``relations.roots`` and ``catalog.children``)."""
 
-    #: around the activation update of a new analysis (views may filter or re-sort rows meanwhile)
-    activationsAboutToChange = Signal()
+    #: before the activations of a new analysis or a concept's name change (views may filter or
+    #: re-sort rows meanwhile); then one of the two after it
+    rowsAboutToChange = Signal()
     activationsChanged = Signal()
+    nameChanged = Signal(int)        # concept id
 
     def __init__(self, document, parent: QObject | None = None):
         super().__init__(parent)
@@ -50,6 +52,7 @@ class QtConceptTreeModel(QAbstractItemModel):
         self._rebuild()
         document.modelChanged.connect(self._on_model_changed)
         document.analysisChanged.connect(self._on_analysis_changed)
+        document.conceptRenamed.connect(self._on_renamed)
 
     # ------------------------------------------------------------------ structure (numpy, once per catalog)
     def _rebuild(self) -> None:
@@ -68,7 +71,7 @@ class QtConceptTreeModel(QAbstractItemModel):
         # pass: indexing a list is several times cheaper than taking a numpy scalar.
         self._parent_of, self._row_of = dp.tolist(), row.tolist()
         self._order, self._start = order.tolist(), start.tolist()
-        self._names = catalog.names.display_names if catalog is not None else ()
+        self._names = catalog.names.all() if catalog is not None else ()  # the catalog's name book, by id
         self._lower: tuple[str, ...] | None = None
         self._match: tuple[str, np.ndarray] | None = None
         self._level = np.asarray(catalog.relations.level) if catalog is not None else np.zeros(0, np.int64)
@@ -196,7 +199,7 @@ class QtConceptTreeModel(QAbstractItemModel):
     def _tooltip(self, concept: int) -> str:
         catalog = self._document.catalog
         lines = [f"{self._names[concept]}  (#{concept}, level {int(self._level[concept])})"]
-        candidates = catalog.names.candidates[concept] if catalog is not None else ()
+        candidates = catalog.names.candidates(concept) if catalog is not None else ()
         if candidates:
             lines.append("Candidates: " + ", ".join(f"{c.term} ({c.score:.2f})" for c in candidates[:5]))
         return "\n".join(lines)
@@ -207,11 +210,23 @@ class QtConceptTreeModel(QAbstractItemModel):
         self._rebuild()
         self.endResetModel()
 
+    def _on_renamed(self, concept: int) -> None:
+        catalog = self._document.catalog
+        if catalog is None or not 0 <= concept < self.n_concepts:
+            return
+        self.rowsAboutToChange.emit()
+        self._names = catalog.names.all()
+        self._lower, self._match = None, None
+        index = self.index_of(concept, Column.NAME)
+        # DisplayRole: the proxy re-checks the name filter and re-sorts this row.
+        self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.ToolTipRole])
+        self.nameChanged.emit(concept)
+
     def _on_analysis_changed(self) -> None:
         # Only the activation column changes; a reset would collapse the user's tree.
         new = self._activations()
         changed = np.flatnonzero(new != self._activation)
-        self.activationsAboutToChange.emit()
+        self.rowsAboutToChange.emit()
         self._activation = new
         self._emit_activation_changed(changed)
         self.activationsChanged.emit()

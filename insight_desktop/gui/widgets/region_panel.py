@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, Qt, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .qt_concept_tree_model import CONCEPT_ROLE
 
@@ -91,6 +99,7 @@ class RegionPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         document.regionSelected.connect(self._refresh)
         document.analysisChanged.connect(self._refresh)
+        document.conceptRenamed.connect(self._refresh)  # a listed concept or parent may be the one renamed
         document.conceptSelected.connect(self._follow_document)
         self._refresh()
 
@@ -99,7 +108,7 @@ class RegionPanel(QWidget):
         return [int(self.table.item(r, 0).data(CONCEPT_ROLE)) for r in range(self.table.rowCount())]
 
     # ------------------------------------------------------------------ rendering
-    def _refresh(self, *_args) -> None:  # from two signals with different arguments; both same-thread
+    def _refresh(self, *_args) -> None:  # from three signals with different arguments; all same-thread
         doc = self._document
         if doc.region is None or doc.analysis is None or doc.catalog is None:
             self.empty.setText(EMPTY_TEXT if doc.analysis is not None else NO_ANALYSIS_TEXT)
@@ -119,14 +128,15 @@ class RegionPanel(QWidget):
         self._follow_document(doc.concept)
 
     def _fill(self, concepts: np.ndarray, values: np.ndarray) -> None:
-        catalog = self._document.catalog
+        doc = self._document
+        catalog = doc.catalog
         self._syncing = True
         try:
             self.table.clearContents()
             self.table.setRowCount(len(concepts))
             for row, (j, v) in enumerate(zip(concepts.tolist(), values.tolist())):
-                parents = ", ".join(catalog.name(p) for p, _ in catalog.parents(j)[:2])
-                texts = (catalog.name(j), f"{v:.3g}", str(catalog.level(j)), parents)
+                parents = ", ".join(doc.concept_name(p) for p, _ in catalog.parents(j)[:2])
+                texts = (doc.concept_name(j), f"{v:.3g}", str(catalog.level(j)), parents)
                 for column, text in enumerate(texts):
                     item = QTableWidgetItem(text)
                     item.setData(CONCEPT_ROLE, j)

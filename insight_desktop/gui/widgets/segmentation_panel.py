@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ...core.tasks.codes import ConceptContribution
 from ...core.tasks.prompts import ClassListError, validate_classes
@@ -50,7 +60,7 @@ class SegmentationPanel(QWidget):
         self.show_segmentation = QCheckBox("Show segmentation")
         self.show_opaque = QCheckBox("Show opaque prediction")
         self.show_opaque.setToolTip("Draw the prediction from the raw backbone features instead of the concepts")
-        self.chart = ContributionChart()
+        self.chart = ContributionChart(name_of=document.concept_name)
 
         row = QHBoxLayout()
         row.addWidget(self.background)
@@ -96,6 +106,7 @@ class SegmentationPanel(QWidget):
         document.overlayChanged.connect(self._on_overlay)
         document.segmentSelected.connect(self._on_segment)
         document.conceptSelected.connect(self.chart.set_highlighted)
+        document.conceptRenamed.connect(self.chart.refresh_names)
         self._on_classes()
         self._on_analysis()
 
@@ -190,7 +201,7 @@ class SegmentationPanel(QWidget):
             self.chart.clear("The background comes from the FOUND head, which has no concept explanation")
         else:
             # Per pixel: the bars then add up to the mean logit the title names, not a sum over thousands of pixels.
-            per_pixel = [ConceptContribution(c.concept, c.name, c.value / s.pixels) for c in s.contributions]
+            per_pixel = [ConceptContribution(c.concept, c.value / s.pixels) for c in s.contributions]
             self.chart.set_contributions(per_pixel, s.bias / s.pixels,
                                          f"Why '{s.name}' here: mean logit {s.mean_logit:.2f} "
                                          f"per pixel over {s.pixels:,} px")

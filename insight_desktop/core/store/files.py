@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .store_index import StoreError
+from .index import StoreError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
@@ -42,7 +42,7 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch/safetensors raise many types for a bad file
         raise StoreError(f"{path.name} is not a readable checkpoint: {_first_line(exc)} ({path})") from None
-    from .backbones.openclip_loading import state_dict_of
+    from ..backbones.openclip_loading import state_dict_of
 
     obj = state_dict_of(obj)
     if obj is None:
@@ -90,7 +90,7 @@ def guess_kind(path: Path) -> str:
 def validate(path: Path, kind: str, *, openclip_model: str | None = None) -> dict[str, Any]:
     """Check that ``path`` is a usable ``kind``; return what was learnt (``width``, ``model``)."""
     if kind == "bundle":
-        from .bundle import BundleError, ConceptModel
+        from ..concepts.bundle import BundleError, ConceptModel
 
         try:
             ConceptModel.load(path).close()
@@ -106,8 +106,8 @@ def validate(path: Path, kind: str, *, openclip_model: str | None = None) -> dic
 
 
 def _validate_dinoiser(path: Path) -> dict[str, Any]:
-    from .backbones import BackboneError
-    from .backbones.openclip_loading import load_dinoiser_heads
+    from ..backbones import BackboneError
+    from ..backbones.openclip_loading import load_dinoiser_heads
 
     if path.suffix.lower() not in (".pt", ".pth", ".bin"):
         raise StoreError(f"{path.name}: CLIP-DINOiser weights are a torch file (last.pt), not {path.suffix}")

@@ -17,10 +17,6 @@ import scipy.sparse as sp
 DEFAULT_EPS = 1e-3
 
 
-class RelationsError(RuntimeError):
-    """Relations data (a file, a checkpoint, arrays, codes) is missing, damaged or inconsistent."""
-
-
 def ragged_arange(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, s + l) for s, l in zip(starts, lengths)])`` without a Python loop.
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .fileio import atomic_write_json, read_json
+from ..fileio import atomic_write_json, read_json
 
 INDEX_FILE = "store.json"
 INDEX_FORMAT = "insight-model-store"

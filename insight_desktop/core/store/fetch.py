@@ -10,19 +10,21 @@ import os
 import urllib.parse
 from pathlib import Path
 
-from .catalogue import CatalogueEntry
 from .download import ChecksumMismatch, ProgressCallback, RemoteFileMissing, StopCallback
-from .store_files import validate
-from .store_index import StoreError, file_sha256
+from .files import validate
+from .index import StoreError, file_sha256
+from .known_models import KnownModel
 
 
-def fetch_hub(entry: CatalogueEntry, expected: str | None, cache_dir, progress: ProgressCallback | None,
+def fetch_hub(entry: KnownModel, expected: str | None, cache_dir, progress: ProgressCallback | None,
               should_stop: StopCallback | None) -> tuple[Path, str, str]:
     """The entry's Hub file in the Hugging Face cache: taken from the cache when there (no network)."""
-    from .download import hub_download
-    from .download_hub import hub_cached, hub_endpoint
+    from .download_hub import hub_cached, hub_download, hub_endpoint
 
-    repo, names = entry.hf
+    hub = entry.hf
+    if hub is None:
+        raise StoreError(f"{entry.id} has no Hugging Face source in the catalogue")
+    repo, names = hub
     found = next(((n, p) for n in names if (p := hub_cached(repo, n, cache_dir=cache_dir))), None)
     if found is None:
         missing: RemoteFileMissing | None = None
@@ -45,12 +47,14 @@ def fetch_hub(entry: CatalogueEntry, expected: str | None, cache_dir, progress: 
     return path, sha, f"{hub_endpoint()}/{repo}/blob/main/{name}"
 
 
-def fetch_url(entry: CatalogueEntry, folder: Path, expected: str | None, progress: ProgressCallback | None,
+def fetch_url(entry: KnownModel, folder: Path, expected: str | None, progress: ProgressCallback | None,
               should_stop: StopCallback | None) -> tuple[Path, str, str]:
     """The entry's URL downloaded (resumably) into ``folder``, then validated — or deleted."""
     from .download import download_url
 
     url = entry.url
+    if url is None:
+        raise StoreError(f"{entry.id} has no download address in the catalogue")
     dest = folder / (os.path.basename(urllib.parse.urlsplit(url).path) or entry.id)
     sha = download_url(url, dest, sha256=expected, size=entry.size_bytes, progress=progress, should_stop=should_stop)
     try:

@@ -31,6 +31,8 @@ from .vocab import (  # noqa: F401 — re-exported: naming.py is the public entr
     NamingCancelled,
     NamingError,
     Vocabulary,
+    _as_float32,
+    _normalise_rows,
     default_vocabularies,
     embed_vocabularies,
     embed_vocabulary,
@@ -39,7 +41,6 @@ from .vocab import (  # noqa: F401 — re-exported: naming.py is the public entr
     templates_sha256,
     term_key,
 )
-from .vocab import _as_float32, _normalise_rows
 
 TAU = 0.75          # docs/method.md §4: j is a parent of i when D̂_ij > τ
 SCALE = 1.33        # docs/method.md §5: s = 1.33 · mean_i ‖μ_i‖
@@ -207,7 +208,8 @@ class ConceptNames:
             if d.get("format") != NAMES_FORMAT:
                 raise NamingError(f"not a concept-names file (format {d.get('format')!r})")
             if int(d.get("version", 0)) > NAMES_VERSION:
-                raise NamingError(f"concept-names version {d['version']} is newer than this app reads ({NAMES_VERSION})")
+                raise NamingError(f"concept-names version {d['version']} is newer than this app reads "
+                                  f"({NAMES_VERSION})")
             concepts = sorted(d["concepts"], key=lambda c: int(c["index"]))
             if [int(c["index"]) for c in concepts] != list(range(len(concepts))):
                 raise NamingError("concept indices must be 0 … m−1, each once")

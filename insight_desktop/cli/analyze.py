@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import CLIError, add_device_arg, graceful_interrupt
+from .common import CLIError, add_device_arg, graceful_interrupt
 
 #: long side of the heatmap and overlay pictures (the label mask keeps the image size)
 VIEW_SIDE = 2048
@@ -20,7 +20,7 @@ TOP_REASONS = 20   # contributions listed per segment / class in the JSON
 
 
 def _analyzer(args):
-    from .core.engine import Analyzer
+    from ..core.engine import Analyzer
 
     analyzer = Analyzer(args.model, device=args.device)
     for notice in analyzer.notices:
@@ -29,7 +29,7 @@ def _analyzer(args):
 
 
 def _classes(args) -> tuple[str, ...] | None:
-    from .core.tasks.prompts import parse_class_list, read_class_file
+    from ..core.tasks.prompts import parse_class_list, read_class_file
 
     if getattr(args, "classes_file", None):
         try:
@@ -44,7 +44,7 @@ def _finite(v):
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from .core.fileio import atomic_write_bytes
+    from ..core.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -52,7 +52,7 @@ def _atomic_text(path: Path, text: str) -> None:
 def _png(path: Path, image) -> None:
     from PIL import Image
 
-    from .core.fileio import atomic_write_bytes
+    from ..core.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
@@ -63,8 +63,9 @@ def _png(path: Path, image) -> None:
 def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
-    from .core.engine import AnalysisStopped
-    from .core.images import ImageLoadError, load_image
+    from ..core.concepts.names import NameBook
+    from ..core.engine import AnalysisStopped
+    from ..core.images import ImageLoadError, load_image
 
     classes = _classes(args)
     if args.top < 0:
@@ -72,6 +73,7 @@ def cmd_analyze(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     analyzer = _analyzer(args)
+    names = NameBook(analyzer.model.names)
     failed, stems = 0, set()
     with graceful_interrupt() as stop:
         for path in tqdm([Path(p) for p in args.images], desc="analyze", unit="img", disable=args.quiet):
@@ -90,28 +92,34 @@ def cmd_analyze(args) -> int:
             except AnalysisStopped:
                 print("stopped", file=sys.stderr)
                 return 130
-            write_analysis(analysis, rgb, out, stem, top=args.top, source=str(path))
+            write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path))
             if not args.quiet:
                 tqdm.write(f"{path.name}: windows: {analysis.window_description}")
     print(f"{len(args.images) - failed} image(s) analysed into {out}" + (f"; {failed} skipped" if failed else ""))
     return 1 if failed else 0
 
 
-def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source: str = "") -> dict:
-    """Heatmaps of the top concepts, label mask + legend + overlay, JSON and CSVs for one image."""
+def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, source: str = "") -> dict:
+    """Heatmaps of the top concepts, label mask + legend + overlay, JSON and CSVs for one image;
+    concepts named by ``names`` (a :class:`~..core.concepts.names.NameBook`: the analysis holds ids only)."""
     from PIL import Image
 
-    from .core.report import save_contributions, save_label_mask
-    from .core.tasks import render
+    from ..core.report import save_contributions, save_label_mask
+    from ..core.tasks import render
 
     h, w = analysis.image_size
     scale = min(1.0, VIEW_SIDE / max(h, w))
     view = (max(1, round(h * scale)), max(1, round(w * scale)))
     photo = rgb if view == (h, w) else np.asarray(Image.fromarray(rgb).resize((view[1], view[0]), Image.BICUBIC))
+
+    def reasons(contributions) -> list[dict]:
+        return [{"concept": c.concept, "name": names.name(c.concept), "value": c.value}
+                for c in contributions[:TOP_REASONS]]
+
     concepts = []
     for rank, c in enumerate(analysis.concepts[:TOP_JSON], start=1):
-        entry = {"rank": rank, "concept": c.concept, "name": c.name, "activation": c.activation, "level": c.level,
-                 "parents": list(c.parents), "patches": c.patches}
+        entry = {"rank": rank, "concept": c.concept, "name": names.name(c.concept), "activation": c.activation,
+                 "level": c.level, "parents": list(c.parents), "patches": c.patches}
         if rank <= top:
             entry["heatmap"] = f"{stem}_concept{rank:02d}_{c.concept}.png"
             _png(out / entry["heatmap"], render.heat_overlay(photo, analysis.display_map(c.concept, view)))
@@ -139,7 +147,7 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
                        for i, n in enumerate(seg.class_names)],
             "segments": [{"label": s.label, "name": s.name, "pixels": s.pixels, "mean_logit": s.mean_logit,
                           "logit_sum": s.logit_sum, "bias": s.bias,
-                          "contributions": [vars(c) for c in s.contributions[:TOP_REASONS]]} for s in seg.segments]}
+                          "contributions": reasons(s.contributions)} for s in seg.segments]}
     for key, result in (("classification", analysis.classification), ("probe", analysis.probe)):
         if result is None:
             continue
@@ -149,13 +157,14 @@ def write_analysis(analysis, rgb, out: Path, stem: str, *, top: int = 5, source:
                        "opaque_predicted": (result.class_names[result.opaque_predicted]
                                             if result.opaque_predicted is not None else None),
                        "explanation": {"class": why.name, "logit": why.logit, "bias": why.bias,
-                                       "contributions": [vars(c) for c in why.contributions[:TOP_REASONS]]}}
+                                       "contributions": reasons(why.contributions)}}
     _atomic_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     _atomic_text(out / f"{stem}_concepts.csv", _csv(
         ["rank", "concept", "name", "level", "activation", "patches", "parents"],
-        [(r, c.concept, c.name, c.level, f"{c.activation:.6g}", c.patches, ";".join(map(str, c.parents)))
-         for r, c in enumerate(analysis.concepts, start=1)]))
-    save_contributions(out / f"{stem}_contributions.csv", analysis)  # every class, every concept, the biases
+        [(r, c.concept, names.name(c.concept), c.level, f"{c.activation:.6g}", c.patches,
+          ";".join(map(str, c.parents))) for r, c in enumerate(analysis.concepts, start=1)]))
+    # every class, every concept, the biases
+    save_contributions(out / f"{stem}_contributions.csv", analysis, names.name)
     return report
 
 
@@ -171,9 +180,16 @@ def _csv(header, rows) -> str:
 def cmd_eval_seg(args) -> int:
     from tqdm import tqdm
 
-    from .core.engine import AnalysisStopped
-    from .core.images import load_image
-    from .core.tasks.datasets import confusion, iou_per_class, load_mask, mean_iou, pixel_accuracy, segmentation_dataset
+    from ..core.engine import AnalysisStopped
+    from ..core.images import load_image
+    from ..core.tasks.datasets import (
+        confusion,
+        iou_per_class,
+        load_mask,
+        mean_iou,
+        pixel_accuracy,
+        segmentation_dataset,
+    )
 
     data = segmentation_dataset(args.dataset)
     n = len(data.classes)
@@ -222,8 +238,9 @@ def cmd_eval_seg(args) -> int:
     if args.out:
         _atomic_text(Path(args.out), json.dumps({
             "dataset": str(args.dataset), "images": len(pairs), "classes": list(data.classes),
-            "background": args.background, "window_mode": args.window_mode, **{k: {"mIoU": _finite(v["mIoU"]), "pixel_accuracy": _finite(v["pixel_accuracy"]),
-                                                  "iou": [_finite(float(x)) for x in iou[k]]} for k, v in summary.items()},
+            "background": args.background, "window_mode": args.window_mode,
+            **{k: {"mIoU": _finite(v["mIoU"]), "pixel_accuracy": _finite(v["pixel_accuracy"]),
+                   "iou": [_finite(float(x)) for x in iou[k]]} for k, v in summary.items()},
         }, indent=2, allow_nan=False) + "\n")
     return 0
 
@@ -237,7 +254,7 @@ def _folder_batches(folder, batch_size, quiet, desc):
     """Yield (class names, labels, images) batches of a class-folder dataset with a progress bar."""
     from tqdm import tqdm
 
-    from .core.tasks.datasets import labelled_image_batches
+    from ..core.tasks.datasets import labelled_image_batches
 
     names, total, batches = labelled_image_batches(folder, batch_size,
                                                    lambda err: print(f"skipped: {err}", file=sys.stderr))
@@ -249,7 +266,7 @@ def _folder_batches(folder, batch_size, quiet, desc):
 
 
 def cmd_eval_cls(args) -> int:
-    from .core.tasks.datasets import prompt_name
+    from ..core.tasks.datasets import prompt_name
 
     analyzer = _analyzer(args)
     probe = analyzer.model.probe
@@ -285,8 +302,8 @@ def cmd_eval_cls(args) -> int:
 def cmd_train_probe(args) -> int:
     from tqdm import tqdm
 
-    from .core.bundle import add_probe
-    from .core.tasks.probe import train_probe
+    from ..core.concepts.bundle import add_probe
+    from ..core.tasks.probe import train_probe
 
     analyzer = _analyzer(args)
     with graceful_interrupt() as stop, tqdm(desc="train-probe", unit="img", disable=args.quiet) as bar:
@@ -342,7 +359,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("train-probe", help="train a sparse concept-bottleneck probe and store it in the model")
     p.add_argument("folder", help="one sub-folder of images per class")
     _model_args(p)
-    p.add_argument("--lambda", dest="lam", type=float, default=None, help="fixed λ (default: chosen on a held-out split)")
+    p.add_argument("--lambda", dest="lam", type=float, default=None,
+                   help="fixed λ (default: chosen on a held-out split)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of each class held out to choose λ")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)

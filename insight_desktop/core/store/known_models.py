@@ -1,13 +1,17 @@
-"""The catalogue of known model files (``resources/models/catalogue.json``): data, not code.
+"""The models the store knows how to get: ``resources/models/catalogue.json``, data, not code.
+
+Users see this list as "the catalogue" (``insight models list --available``, the model manager);
+in code it is *known models*, so that it is never confused with the concept catalog
+(:mod:`insight_desktop.core.concepts.concept_catalog`: names and thumbnails of a concept model).
 
 Public API::
 
-    CatalogueEntry(id, kind, title, source, size_bytes, licence, sha256, homepage, notes)
+    KnownModel(id, kind, title, source, size_bytes, licence, sha256, homepage, notes)
         .from_dict(d) / .to_dict(); .hf -> (repo, [files…]) | None; .url -> str | None;
         .import_only -> bool; .open_clip -> (model, pretrained) | None
-    load_catalogue(path=None) -> tuple[CatalogueEntry, ...]
-    entry(entry_id, path=None) -> CatalogueEntry          (CatalogueError if unknown)
-    CatalogueError(ValueError)
+    load_known_models(path=None) -> tuple[KnownModel, ...]
+    known_model(entry_id, path=None) -> KnownModel    (KnownModelsError if unknown)
+    KnownModelsError(ValueError)
 
 ``path=None`` reads ``INSIGHT_CATALOGUE`` when set (tests, mirrors, site-wide catalogues), else
 the bundled file. ``source`` says how to get the file: ``{"hf": {"repo", "file",
@@ -30,12 +34,12 @@ KINDS = ("openclip", "dinoiser", "sae-release", "bundle")
 _FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes")
 
 
-class CatalogueError(ValueError):
+class KnownModelsError(ValueError):
     """The catalogue file is invalid, or names no such entry."""
 
 
 @dataclass(frozen=True)
-class CatalogueEntry:
+class KnownModel:
     id: str
     kind: str
     title: str
@@ -52,31 +56,34 @@ class CatalogueEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "catalogue") -> "CatalogueEntry":
+    def from_dict(cls, d: Mapping[str, Any], where: str = "catalogue") -> "KnownModel":
         if not isinstance(d, Mapping):
-            raise CatalogueError(f"{where}: an entry must be a JSON object, not {type(d).__name__}")
+            raise KnownModelsError(f"{where}: an entry must be a JSON object, not {type(d).__name__}")
         name = d.get("id")
         if not isinstance(name, str) or not name or any(c in name for c in "/\\: "):
-            raise CatalogueError(f"{where}: entry id {name!r} must be a non-empty string without '/', '\\', ':' or spaces")
+            raise KnownModelsError(f"{where}: entry id {name!r} must be a non-empty string "
+                                   "without '/', '\\', ':' or spaces")
         here = f"{where}: entry {name!r}"
         unknown = sorted(set(d) - set(_FIELDS))
         if unknown:
-            raise CatalogueError(f"{here}: unknown field(s) {', '.join(unknown)}")
+            raise KnownModelsError(f"{here}: unknown field(s) {', '.join(unknown)}")
         if d.get("kind") not in KINDS:
-            raise CatalogueError(f"{here}: kind {d.get('kind')!r} is not one of {', '.join(KINDS)}")
+            raise KnownModelsError(f"{here}: kind {d.get('kind')!r} is not one of {', '.join(KINDS)}")
         source = d.get("source")
         if not isinstance(source, Mapping) or not ({"hf", "url", "import"} & set(source)):
-            raise CatalogueError(f"{here}: source must be an object with 'hf', 'url' or 'import'")
-        if "hf" in source and not (isinstance(source["hf"], Mapping) and source["hf"].get("repo") and source["hf"].get("file")):
-            raise CatalogueError(f"{here}: source.hf needs 'repo' and 'file'")
+            raise KnownModelsError(f"{here}: source must be an object with 'hf', 'url' or 'import'")
+        hf = source.get("hf")
+        if "hf" in source and not (isinstance(hf, Mapping) and hf.get("repo") and hf.get("file")):
+            raise KnownModelsError(f"{here}: source.hf needs 'repo' and 'file'")
         if "url" in source and not (isinstance(source["url"], str) and source["url"].startswith(("http://", "https://"))):
-            raise CatalogueError(f"{here}: source.url must be an http(s) address")
+            raise KnownModelsError(f"{here}: source.url must be an http(s) address")
         size = d.get("size_bytes")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-            raise CatalogueError(f"{here}: size_bytes must be a non-negative integer or null")
+            raise KnownModelsError(f"{here}: size_bytes must be a non-negative integer or null")
         sha = d.get("sha256")
-        if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
-            raise CatalogueError(f"{here}: sha256 must be 64 hex digits or null")
+        if sha is not None and (not isinstance(sha, str) or len(sha) != 64
+                                or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+            raise KnownModelsError(f"{here}: sha256 must be 64 hex digits or null")
         return cls(id=name, kind=d["kind"], title=str(d.get("title") or name), source=json.loads(json.dumps(source)),
                    size_bytes=size, licence=str(d.get("licence") or "unknown"), sha256=sha.lower() if sha else None,
                    homepage=d.get("homepage"), notes=str(d.get("notes") or ""))
@@ -105,40 +112,40 @@ class CatalogueEntry:
         return (str(oc["model"]), str(oc["pretrained"])) if isinstance(oc, Mapping) else None
 
 
-def catalogue_path(path: str | os.PathLike | None = None) -> Path:
+def known_models_file(path: str | os.PathLike | None = None) -> Path:
     if path is not None:
         return Path(path)
     override = os.environ.get("INSIGHT_CATALOGUE")
     if override:
         return Path(override)
-    from .paths import resource_path
+    from ..paths import resource_path
 
     return resource_path("models", "catalogue.json")
 
 
-def load_catalogue(path: str | os.PathLike | None = None) -> tuple[CatalogueEntry, ...]:
+def load_known_models(path: str | os.PathLike | None = None) -> tuple[KnownModel, ...]:
     """All entries of the catalogue file (see the module doc for which file)."""
-    where = catalogue_path(path)
+    where = known_models_file(path)
     try:
         raw = json.loads(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CatalogueError(f"model catalogue {where} does not exist") from None
+        raise KnownModelsError(f"model catalogue {where} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogueError(f"model catalogue {where} is not readable JSON: {exc}") from None
+        raise KnownModelsError(f"model catalogue {where} is not readable JSON: {exc}") from None
     if not isinstance(raw, list):
-        raise CatalogueError(f"model catalogue {where} must hold a JSON list of entries")
-    entries = tuple(CatalogueEntry.from_dict(d, str(where)) for d in raw)
+        raise KnownModelsError(f"model catalogue {where} must hold a JSON list of entries")
+    entries = tuple(KnownModel.from_dict(d, str(where)) for d in raw)
     ids = [e.id for e in entries]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise CatalogueError(f"model catalogue {where} lists {', '.join(dupes)} more than once")
+        raise KnownModelsError(f"model catalogue {where} lists {', '.join(dupes)} more than once")
     return entries
 
 
-def entry(entry_id: str, path: str | os.PathLike | None = None) -> CatalogueEntry:
-    """The catalogue entry ``entry_id``; CatalogueError naming the known ids if there is none."""
-    entries = load_catalogue(path)
+def known_model(entry_id: str, path: str | os.PathLike | None = None) -> KnownModel:
+    """The catalogue entry ``entry_id``; KnownModelsError naming the known ids if there is none."""
+    entries = load_known_models(path)
     for e in entries:
         if e.id == entry_id:
             return e
-    raise CatalogueError(f"no model {entry_id!r} in the catalogue; known: {', '.join(e.id for e in entries)}")
+    raise KnownModelsError(f"no model {entry_id!r} in the catalogue; known: {', '.join(e.id for e in entries)}")

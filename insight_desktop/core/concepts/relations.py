@@ -18,12 +18,24 @@ lazily (each derived value is computed once and cached):
 * μ_i — the mean code over concept i's top tokens (divided by the number of top tokens found,
   at most ``top_n``), as a CSR [m, m].
 
-Files: one safetensors file, arrays plus a JSON metadata entry (see :mod:`.relations_io`).
+**The file** (:meth:`Relations.save` / :meth:`Relations.load`): one safetensors file (arrays)
+whose metadata holds one JSON entry (facts). Sparse matrices are stored as their CSR parts::
+
+    f                                   int64 [m]
+    D.indptr  D.indices  D.data         CSR [m, m], float64
+    C.data                              int64, on D's pattern (C and D share it by construction)
+    C.indptr  C.indices                 only when C's pattern differs from D's
+    top_tokens  top_values              int64 / float32 [m, top_n]
+    top_codes.indptr/.indices/.data     CSR [m·top_n, m], float32
+
+Written atomically and array by array (:func:`~insight_desktop.core.safetensors_io.write_safetensors`),
+read with clear :class:`RelationsError` messages. No pickles; plain safetensors files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,9 +45,17 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .relations_codes import DEFAULT_EPS, RelationsError
+from ..safetensors_io import LazyTensor, SafetensorsReader, write_safetensors
+from .codes import DEFAULT_EPS
 
 DEFAULT_TAU = 0.75
+FORMAT = "insight-relations"
+FORMAT_VERSION = 1
+_META_KEY = "insight_relations"
+
+
+class RelationsError(RuntimeError):
+    """Relations data (a file, a checkpoint, arrays, codes) is missing, damaged or inconsistent."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,27 +257,21 @@ class Relations:
     # ------------------------------------------------------------------------------ files
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Flat arrays and JSON-able metadata; :meth:`from_arrays` inverts it exactly."""
-        from .relations_io import relations_to_arrays
-
         return relations_to_arrays(self)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> "Relations":
-        from .relations_io import relations_from_arrays
-
         return relations_from_arrays(arrays, metadata)
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file, written atomically."""
-        from .relations_io import save_relations
-
-        return save_relations(self, path)
+        arrays, metadata = relations_to_arrays(self)
+        return write_safetensors(path, [LazyTensor.of(k, v) for k, v in arrays.items()],
+                                 {_META_KEY: json.dumps(metadata, sort_keys=True)})
 
     @classmethod
     def load(cls, path: str | Path) -> "Relations":
         """Read a file written by :meth:`save`; :class:`RelationsError` when it is missing or damaged."""
-        from .relations_io import load_relations
-
         return load_relations(path)
 
     def summary(self) -> str:
@@ -296,3 +310,80 @@ def _frozen_csr(mat: Any, dtype, name: str, shape: tuple[int, int]) -> sp.csr_ma
     for arr in (mat.data, mat.indices, mat.indptr):
         arr.flags.writeable = False
     return mat
+
+
+# ----------------------------------------------------------------------------- the file
+def _csr_parts(prefix: str, mat: sp.csr_matrix) -> dict[str, np.ndarray]:
+    # np.asarray: no copy when the index arrays already have the stored dtype.
+    return {f"{prefix}.indptr": np.asarray(mat.indptr, dtype=np.int64),
+            f"{prefix}.indices": np.asarray(mat.indices, dtype=np.int32), f"{prefix}.data": mat.data}
+
+
+def relations_to_arrays(rel: Relations) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays = {"f": rel.f, "top_tokens": rel.top_tokens, "top_values": rel.top_values}
+    arrays.update(_csr_parts("D", rel.D))
+    arrays.update(_csr_parts("top_codes", rel.top_codes))
+    same_pattern = (rel.C.nnz == rel.D.nnz and np.array_equal(rel.C.indptr, rel.D.indptr)
+                    and np.array_equal(rel.C.indices, rel.D.indices))
+    arrays.update({"C.data": rel.C.data} if same_pattern else _csr_parts("C", rel.C))
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "n_concepts": rel.n_concepts,
+                "n_tokens": rel.n_tokens, "group_ends": list(rel.group_ends), "tau": rel.tau, "eps": rel.eps,
+                "top_n": rel.top_n, "provenance": dict(rel.provenance)}
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata
+
+
+def relations_from_arrays(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> Relations:
+    if metadata.get("format") != FORMAT:
+        raise RelationsError(f"not an Insight relations file (format {metadata.get('format')!r})")
+    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
+        raise RelationsError(f"relations file format {metadata['format_version']} was written by a newer "
+                             f"Insight Desktop (this version reads up to {FORMAT_VERSION})")
+    try:
+        m, top_n = int(metadata["n_concepts"]), int(metadata["top_n"])
+        D = _csr("D", arrays, (m, m))
+        if "C.indptr" in arrays:
+            C = _csr("C", arrays, (m, m))
+        else:
+            C = sp.csr_matrix((arrays["C.data"], D.indices, D.indptr), shape=(m, m))
+        codes = _csr("top_codes", arrays, (m * top_n, m))
+        return Relations(n_concepts=m, n_tokens=int(metadata["n_tokens"]), group_ends=tuple(metadata["group_ends"]),
+                         f=arrays["f"], C=C, D=D, top_tokens=arrays["top_tokens"], top_values=arrays["top_values"],
+                         top_codes=codes, tau=float(metadata["tau"]), eps=float(metadata["eps"]),
+                         provenance=metadata.get("provenance") or {})
+    except KeyError as exc:
+        raise RelationsError(f"relations data is incomplete: {exc.args[0]!r} is missing") from exc
+    except (ValueError, TypeError) as exc:
+        raise RelationsError(f"relations data is inconsistent: {exc}") from exc
+
+
+def _csr(prefix: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
+    indptr, indices, data = (arrays[f"{prefix}.{p}"] for p in ("indptr", "indices", "data"))
+    if indptr.ndim != 1 or indptr.size != shape[0] + 1:
+        raise RelationsError(f"{prefix}: indptr has {indptr.size} entries, expected {shape[0] + 1}")
+    if indices.size != data.size or (indptr.size and indptr[-1] != data.size):
+        raise RelationsError(f"{prefix}: {indices.size} indices, {data.size} values, indptr ends at {indptr[-1]}")
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
+
+
+def load_relations(path: str | Path) -> Relations:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise RelationsError(f"relations file '{path}' does not exist")
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            raw = (fh.metadata() or {}).get(_META_KEY)
+            if raw is None:
+                raise RelationsError(f"'{path}' is a safetensors file but holds no Insight relations")
+            arrays = dict(SafetensorsReader(fh))
+    except (SafetensorError, OSError) as exc:
+        raise RelationsError(f"relations file '{path}' is truncated or damaged: {exc}") from exc
+    try:
+        metadata = json.loads(raw)
+    except ValueError as exc:
+        raise RelationsError(f"relations file '{path}': unreadable metadata: {exc}") from exc
+    try:
+        return relations_from_arrays(arrays, metadata)
+    except RelationsError as exc:
+        raise RelationsError(f"relations file '{path}': {exc}") from exc

@@ -19,12 +19,13 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .fileio import atomic_write_bytes
-from .paths import resources_dir, user_cache_dir
+from ..errors import StoppedByUser
+from ..fileio import atomic_write_bytes
+from ..paths import resources_dir, user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class NamingError(RuntimeError):
     """A vocabulary, text-embedding cache or naming input cannot be used; the message says why."""
 
 
-class NamingCancelled(NamingError):
+class NamingCancelled(NamingError, StoppedByUser):
     """``should_stop`` asked :func:`embed_vocabulary` to stop before it finished."""
 
 
@@ -85,7 +86,7 @@ TEMPLATE_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def templates_sha256(families: dict[str, Sequence[str]] = TEMPLATE_FAMILIES) -> str:
+def templates_sha256(families: Mapping[str, Sequence[str]] = TEMPLATE_FAMILIES) -> str:
     """Hash of the template set: part of the cache key, so editing a template invalidates caches."""
     blob = json.dumps({k: list(v) for k, v in families.items()}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

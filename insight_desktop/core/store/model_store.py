@@ -2,9 +2,9 @@
 
 Public API (the GUI's model dialogs and ``insight models`` use exactly this)::
 
-    store = ModelStore(root=None, *, catalogue=None, hub_cache_dir=None)
+    store = ModelStore(root=None, *, known_models=None, hub_cache_dir=None)
     store.root                                   user_data_dir()/"models" unless given
-    store.catalogue() -> tuple[CatalogueEntry, ...]
+    store.known_models() -> tuple[KnownModel, ...]   the catalogue (:mod:`.known_models`)
     store.installed() -> list[InstalledModel]    the demo model first (removable=False), then the
                                                  index; missing files → broken=True, never raises for that
     store.concept_models() -> list[InstalledModel]   kind "bundle", not broken: what the app can open
@@ -19,9 +19,9 @@ Public API (the GUI's model dialogs and ``insight models`` use exactly this)::
     store.find_openclip(model, pretrained) -> InstalledModel | None
     StoreError(RuntimeError); get() also raises download.DownloadError and its subclasses.
 
-Layout: ``root/store.json`` (the index, see :mod:`.store_index`) and ``root/<kind>/<id>/<file>``.
+Layout: ``root/store.json`` (the index, see :mod:`.index`) and ``root/<kind>/<id>/<file>``.
 An OpenCLIP checkpoint fetched by ``get`` stays in the Hugging Face cache (``hub_cache_dir``, default
-huggingface_hub's), where ``open_clip`` — and so ``create_backbone(..., pretrained=<tag>)`` — finds
+huggingface_hub's), where ``open_clip`` — and so ``open_backbone(..., pretrained=<tag>)`` — finds
 it offline; the index records its absolute path. Nothing is written into the install folder.
 
 Integrity: a catalogue sha256 is checked on download; where the catalogue has none, the hash of
@@ -29,9 +29,10 @@ the first download is recorded (trust on first use) and checked by later ``get``
 ``get`` of an installed, verified item makes no network request at all. Bundles are checked by
 loading them (their manifest holds the hashes of their parts).
 
-Backbone specs refer to items as ``store:<id>`` (``create_clip_dinoiser`` resolves them), so a
-concept model stays portable between machines. The index is written atomically; concurrent
-writers in *different* processes are not coordinated (the last one wins).
+Backbone specs refer to items as ``store:<id>`` (:func:`.open_backbone.open_backbone` resolves
+them before the backbone is built), so a concept model stays portable between machines. The index
+is written atomically; concurrent writers in *different* processes are not coordinated (the last
+one wins).
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .catalogue import CatalogueEntry, CatalogueError, load_catalogue
 from .download import DownloadError, ProgressCallback, StopCallback
-from .store_fetch import fetch_hub, fetch_url
-from .store_files import copy_in, delete_path, guess_kind, staging_dir, validate
-from .store_index import InstalledModel, StoreError, file_sha256, now_iso, read_index, tree_size, write_index
+from .fetch import fetch_hub, fetch_url
+from .files import copy_in, delete_path, guess_kind, staging_dir, validate
+from .index import InstalledModel, StoreError, file_sha256, now_iso, read_index, tree_size, write_index
+from .known_models import KnownModel, KnownModelsError, load_known_models
 
 STORE_PREFIX = "store:"
 DEMO_ID = "demo"
@@ -77,25 +78,25 @@ def _slug(text: str) -> str:
 
 
 class ModelStore:
-    def __init__(self, root: str | os.PathLike | None = None, *, catalogue: str | os.PathLike | None = None,
+    def __init__(self, root: str | os.PathLike | None = None, *, known_models: str | os.PathLike | None = None,
                  hub_cache_dir: str | os.PathLike | None = None):
         if root is None:
-            from .paths import user_data_dir
+            from ..paths import user_data_dir
 
             root = user_data_dir() / "models"
         self.root = Path(root).expanduser().absolute()
-        self.catalogue_path = catalogue  # None: INSIGHT_CATALOGUE or the bundled catalogue
+        self.known_models_file = known_models  # None: INSIGHT_CATALOGUE or the bundled catalogue
         self.hub_cache_dir = hub_cache_dir
 
     # -- listing -------------------------------------------------------------------------------
-    def catalogue(self) -> tuple[CatalogueEntry, ...]:
+    def known_models(self) -> tuple[KnownModel, ...]:
         try:
-            return load_catalogue(self.catalogue_path)
-        except CatalogueError as exc:
+            return load_known_models(self.known_models_file)
+        except KnownModelsError as exc:
             raise StoreError(str(exc)) from None
 
-    def _entry(self, entry_id: str) -> CatalogueEntry | None:
-        return next((e for e in self.catalogue() if e.id == entry_id), None)
+    def _entry(self, entry_id: str) -> KnownModel | None:
+        return next((e for e in self.known_models() if e.id == entry_id), None)
 
     def installed(self) -> list[InstalledModel]:
         items = [dataclasses.replace(i, broken=not i.path.exists()) for i in read_index(self.root)]
@@ -143,7 +144,7 @@ class ModelStore:
         """Install catalogue entry ``entry_id`` (download once; afterwards no network at all)."""
         entry = self._entry(entry_id)
         if entry is None:
-            known = ", ".join(e.id for e in self.catalogue())
+            known = ", ".join(e.id for e in self.known_models())
             raise StoreError(f"no model {entry_id!r} in the catalogue; known: {known}")
         if entry.import_only:
             raise DownloadError(f"{entry.title} cannot be downloaded by the app: {entry.notes}")
@@ -187,7 +188,8 @@ class ModelStore:
         try:
             staged, sha = copy_in(src, staging)
             if entry is not None and entry.sha256 and sha != entry.sha256:
-                raise StoreError(f"{src.name} is not the file of {entry.id} (sha256 {sha[:12]}…, the catalogue "
+                got = f"sha256 {sha[:12]}…" if sha else "a folder, not one file"  # copy_in hashes files only
+                raise StoreError(f"{src.name} is not the file of {entry.id} ({got}, the catalogue "
                                  f"says {entry.sha256[:12]}…)")
             if entry is None and entry_id is None:
                 same = next((i for i in self.installed() if i.kind == kind and not i.broken and sha
@@ -210,8 +212,8 @@ class ModelStore:
             source=f"imported from {src}", installed_at=now_iso(),
             model=oc[0] if oc else info.get("model"), pretrained=oc[1] if oc else None))
 
-    def _match_entry(self, kind: str, sha: str | None, info: dict) -> CatalogueEntry | None:
-        same_kind = [e for e in self.catalogue() if e.kind == kind]
+    def _match_entry(self, kind: str, sha: str | None, info: dict) -> KnownModel | None:
+        same_kind = [e for e in self.known_models() if e.kind == kind]
         by_hash = next((e for e in same_kind if sha and e.sha256 == sha), None)
         if by_hash is not None:
             return by_hash
@@ -223,7 +225,7 @@ class ModelStore:
         return None
 
     def _free_id(self, wanted: str) -> str:
-        base, taken = _slug(wanted), {i.id for i in self.installed()} | {e.id for e in self.catalogue()}
+        base, taken = _slug(wanted), {i.id for i in self.installed()} | {e.id for e in self.known_models()}
         candidate, n = base, 2
         while candidate in taken or candidate == DEMO_ID:
             candidate, n = f"{base}-{n}", n + 1
@@ -238,8 +240,8 @@ class ModelStore:
         os.replace(staged, final)
         return final
 
-    def import_release(self, sae_file: str | os.PathLike, names_file: str | os.PathLike,
-                       d_file: str | os.PathLike | None = None, *, title: str | None = None,
+    def import_release(self, sae_file: str | Path, names_file: str | Path,
+                       d_file: str | Path | None = None, *, title: str | None = None,
                        entry_id: str | None = None, dinoiser: str | None = "store:clip-dinoiser",
                        tau: float = 0.75, min_share: float = 0.01) -> InstalledModel:
         """The authors' release (SAE state dict, names, optional D matrix) as a bundle in the store.
@@ -248,17 +250,17 @@ class ModelStore:
         the open_clip tag as ``pretrained`` — a tag resolves through the Hugging Face cache or, for an
         imported checkpoint, through the store, so the bundle works on any machine that has either.
         """
-        from .bundle import BundleError
-        from .import_cfm import REFERENCE_BACKBONE, CFMImportError
-        from .import_cfm import import_release as build_release
-        from .sae import SAEError
+        from ..concepts.bundle import BundleError
+        from ..import_cfm import CFMImportError, reference_backbone
+        from ..import_cfm import import_release as build_release
+        from ..sae import SAEError
 
         if entry_id is not None:
             _check_id(entry_id)
-        release = next((e for e in self.catalogue() if e.kind == "sae-release"), None)
+        release = next((e for e in self.known_models() if e.kind == "sae-release"), None)
         new_id = entry_id or (release.id if release and self.find(release.id) is None
                               else self._free_id(release.id if release else "insight-release"))
-        spec = {"name": REFERENCE_BACKBONE["name"], "options": {**REFERENCE_BACKBONE["options"], "dinoiser": dinoiser}}
+        spec = reference_backbone(dinoiser)
         staging = staging_dir(self.root)
         try:
             out = staging / new_id
@@ -321,7 +323,7 @@ class ModelStore:
 
 
 def _demo_item() -> InstalledModel | None:
-    from .demo import demo_model_path
+    from ..paths import demo_model_path
 
     path = demo_model_path()
     if path is None:

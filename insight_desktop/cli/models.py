@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import CLIError, graceful_interrupt
-from .core.fileio import format_size
+from ..core.fileio import format_size
+from .common import CLIError, graceful_interrupt
 
 
 def _store():
-    from .core.store import ModelStore
+    from ..core.store import ModelStore
 
     return ModelStore()
 
@@ -35,7 +35,7 @@ def cmd_list(args) -> int:
     if args.available:
         installed = {i.id: i for i in items}
         rows = [["ID", "KIND", "SIZE", "LICENCE", "STATUS / TITLE"]]
-        for e in store.catalogue():
+        for e in store.known_models():
             held = installed.get(e.id)
             status = ("broken" if held.broken else "installed") if held else ("import only" if e.import_only
                                                                               else "not installed")
@@ -49,7 +49,7 @@ def cmd_list(args) -> int:
 def cmd_get(args) -> int:
     from tqdm import tqdm
 
-    from .core.download import DownloadCancelled
+    from ..core.store.download import DownloadCancelled
 
     store = _store()
     bar = None  # made on the first progress report: nothing is drawn when no download happens
@@ -72,7 +72,8 @@ def cmd_get(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"{item.id}: {item.title}\n  {item.path}  ({format_size(item.size_bytes)}, sha256 {(item.sha256 or '?')[:16]}…)")
+    print(f"{item.id}: {item.title}\n  {item.path}  "
+          f"({format_size(item.size_bytes)}, sha256 {(item.sha256 or '?')[:16]}…)")
     return 0
 
 
@@ -115,13 +116,13 @@ def _guarded(func):
     """Store, catalogue and download errors are the user's to fix: one line, no traceback."""
 
     def run(args) -> int:
-        from .core.catalogue import CatalogueError
-        from .core.download import DownloadError
-        from .core.store import StoreError
+        from ..core.store import StoreError
+        from ..core.store.download import DownloadError
+        from ..core.store.known_models import KnownModelsError
 
         try:
             return func(args)
-        except (StoreError, DownloadError, CatalogueError) as exc:
+        except (StoreError, DownloadError, KnownModelsError) as exc:
             raise CLIError(str(exc)) from None
 
     return run

@@ -1,4 +1,4 @@
-"""``insight`` subcommands that make concept models: build-model, relations, name, import-cfm."""
+"""``insight`` subcommands that make a whole concept model: build-model (every stage), import-cfm."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from .cli import (CLIError, add_backbone_args, add_device_arg, add_schedule_args, backbone_from_args,
-                  graceful_interrupt, parse_levels)
+from .common import (
+    CLIError,
+    add_backbone_args,
+    add_schedule_args,
+    add_vocab_args,
+    backbone_from_args,
+    graceful_interrupt,
+    parse_levels,
+    print_notices,
+)
 
 
 def _command_line(args) -> str:
@@ -17,7 +25,7 @@ def _command_line(args) -> str:
 def cmd_build_model(args) -> int:
     from tqdm import tqdm
 
-    from .core.build import BuildOptions, BuildStopped, build_model
+    from ..core.build import BuildOptions, BuildStopped, build_model
 
     if not Path(args.folder).is_dir():
         raise CLIError(f"'{args.folder}' is not a folder")
@@ -28,10 +36,9 @@ def cmd_build_model(args) -> int:
                            tau=args.tau, vocabularies=tuple(args.vocab), default_vocabularies=not args.no_default_vocab,
                            naming=args.naming, thumbnails_per_concept=args.thumbnails)
     backbone = backbone_from_args(args)
-    for notice in backbone.notices:
-        print(f"note: {notice}", file=sys.stderr)
-    with graceful_interrupt() as stop, tqdm(total=1.0, disable=args.quiet, unit="",
-                                            bar_format="{desc:<11} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]") as bar:
+    print_notices(backbone)
+    bar_format = "{desc:<11} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
+    with graceful_interrupt() as stop, tqdm(total=1.0, disable=args.quiet, unit="", bar_format=bar_format) as bar:
         current = {"stage": None}
 
         def progress(p):
@@ -52,8 +59,8 @@ def cmd_build_model(args) -> int:
         except BuildStopped as exc:
             print(str(exc), file=sys.stderr)
             return 130
-    from .core.bundle import ConceptModel
-    from .core.inspect import training_lines
+    from ..core.concepts.bundle import ConceptModel
+    from ..core.inspect import training_lines
 
     model = ConceptModel.load(out)
     print(model.summary())
@@ -61,75 +68,11 @@ def cmd_build_model(args) -> int:
     return 0
 
 
-def cmd_relations(args) -> int:
-    from tqdm import tqdm
-
-    from .core.devices import resolve_device
-    from .core.features import TokenStore
-    from .core.relations import compute_relations
-    from .core.sae import load_sae
-
-    store, sae = TokenStore(args.store), load_sae(args.sae)
-    if sae.config.d_in != store.d:
-        raise CLIError(f"the SAE reads {sae.config.d_in}-dim features, the store holds {store.d}-dim ones")
-    ckpt = Path(str(args.out) + ".ckpt")
-    with graceful_interrupt() as stop, tqdm(total=store.n_tokens, unit="tok", unit_scale=True, disable=args.quiet,
-                                            desc="relations") as bar:
-        def progress(p):
-            bar.n = p.tokens_done
-            bar.refresh()
-
-        rel = compute_relations(store, sae, device=resolve_device(args.device), tau=args.tau, checkpoint_dir=ckpt,
-                                on_progress=progress, should_stop=stop)
-    if rel is None:
-        print(f"stopped; progress saved in {ckpt}: run the same command again to resume", file=sys.stderr)
-        return 130
-    rel.save(args.out)
-    print(f"saved {args.out}: {rel.summary()}")
-    return 0
-
-
-def cmd_name(args) -> int:
-    from tqdm import tqdm
-
-    from .core.build import vocabularies_for
-    from .core.fileio import atomic_write_bytes
-    from .core.naming import embed_vocabulary, name_model
-    from .core.relations import Relations
-    from .core.sae import load_sae
-
-    sae = load_sae(args.sae)
-    rel = Relations.load(args.relations) if args.relations else None
-    if args.naming == "hierarchy" and rel is None:
-        raise CLIError("hierarchy-aware naming needs --relations (or use --naming vanilla)")
-    backbone = backbone_from_args(args)
-    if backbone.feature_dim != sae.config.d_in:
-        raise CLIError(f"the SAE reads {sae.config.d_in}-dim features; backbone {backbone.id} gives {backbone.feature_dim}")
-    embedded = []
-    with graceful_interrupt() as stop:
-        for vocab in vocabularies_for(args.vocab, not args.no_default_vocab):
-            with tqdm(total=len(vocab.terms), desc=f"embed {vocab.name}", unit="word", disable=args.quiet) as bar:
-                def progress(done, total):
-                    bar.n = done
-                    bar.refresh()
-
-                embedded.append((embed_vocabulary(backbone, vocab, on_progress=progress, should_stop=stop), vocab))
-    hierarchy = args.naming == "hierarchy"
-    names = name_model(sae.W_dec.detach().numpy(), sae.b_dec.detach().numpy(), embedded,
-                       d_hat=rel.d_hat if hierarchy else None, mu=rel.mu if hierarchy else None,
-                       tau=rel.tau if rel is not None else 0.75)
-    atomic_write_bytes(args.out, names.to_json().encode("utf-8"))
-    shown = ", ".join(f"{i}: {n}" for i, n in list(enumerate(names.names))[:8])
-    print(f"saved {args.out}: {len(names.names)} names ({names.method}); {shown}, …")
-    return 0
-
-
 def cmd_import_cfm(args) -> int:
-    from .core.bundle import ConceptModel
-    from .core.import_cfm import REFERENCE_BACKBONE, import_release
+    from ..core.concepts.bundle import ConceptModel
+    from ..core.import_cfm import import_release, reference_backbone
 
-    dinoiser = _release_dinoiser(args.dinoiser)
-    spec = {"name": REFERENCE_BACKBONE["name"], "options": {**REFERENCE_BACKBONE["options"], "dinoiser": dinoiser}}
+    spec = reference_backbone(_release_dinoiser(args.dinoiser))
     out = import_release(args.sae, args.names, args.out, relations_file=args.relations, backbone=spec, tau=args.tau,
                          min_share=args.min_share, command=_command_line(args))
     print(ConceptModel.load(out).summary())
@@ -142,8 +85,8 @@ def _release_dinoiser(value: str) -> str | None:
     The authors trained their SAE on F⁺ (CLIP-DINOiser features), so the default is the store's
     ``last.pt``; a local file is validated before anything is written; ``none`` is allowed, loudly.
     """
-    from .core.store import ModelStore, StoreError
-    from .core.store_files import validate
+    from ..core.store import ModelStore, StoreError
+    from ..core.store.files import validate
 
     if value.lower() == "none":
         print("warning: no CLIP-DINOiser weights: the bundle will run on plain MaskCLIP features, not the F⁺ "
@@ -183,30 +126,12 @@ def add_parsers(sub) -> None:
     add_schedule_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tau", type=float, default=0.75, help="parent threshold on D̂ (default 0.75)")
-    _add_vocab_args(p)
+    add_vocab_args(p)
     p.add_argument("--thumbnails", type=int, default=8, help="top patches per concept thumbnail (0: none)")
     p.add_argument("--keep-work", action="store_true", help="keep BUNDLE.work/ (token store, checkpoints)")
     p.add_argument("-q", "--quiet", action="store_true")
     add_backbone_args(p)
     p.set_defaults(func=cmd_build_model)
-
-    p = sub.add_parser("relations", help="co-occurrence hierarchy of an SAE over a token store (resumable)")
-    p.add_argument("store")
-    p.add_argument("--sae", required=True)
-    p.add_argument("--out", required=True, help="relations file (.safetensors)")
-    p.add_argument("--tau", type=float, default=0.75)
-    p.add_argument("-q", "--quiet", action="store_true")
-    add_device_arg(p)
-    p.set_defaults(func=cmd_relations)
-
-    p = sub.add_parser("name", help="name an SAE's concepts with the text tower")
-    p.add_argument("--sae", required=True)
-    p.add_argument("--relations", default=None, help="relations file (needed for hierarchy-aware naming)")
-    p.add_argument("--out", required=True, help="names.json")
-    _add_vocab_args(p)
-    p.add_argument("-q", "--quiet", action="store_true")
-    add_backbone_args(p)
-    p.set_defaults(func=cmd_name)
 
     p = sub.add_parser("import-cfm", help="turn the authors' released SAE, names and D matrix into a bundle")
     p.add_argument("--sae", required=True, help="dictionary_learning MatryoshkaBatchTopKSAE state dict")
@@ -219,11 +144,3 @@ def add_parsers(sub) -> None:
                    help="CLIP-DINOiser last.pt the SAE's features came from: a file, or store:<id> "
                         "(default store:clip-dinoiser); 'none' for plain MaskCLIP features")
     p.set_defaults(func=cmd_import_cfm)
-
-
-def _add_vocab_args(p) -> None:
-    p.add_argument("--vocab", action="append", default=[], metavar="FILE",
-                   help="extra vocabulary (one term per line); repeatable")
-    p.add_argument("--no-default-vocab", action="store_true", help="use only the --vocab files")
-    p.add_argument("--naming", choices=("hierarchy", "vanilla"), default="hierarchy",
-                   help="hierarchy-aware (Insight, default) or vanilla naming")

@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from .features import TokenStore, store_view
-from .fileio import atomic_write_bytes
-from .images import ImageLoadError, load_image
+from ..features import TokenStore, store_view
+from ..fileio import atomic_write_bytes
+from ..images import ImageLoadError, load_image
 
 DEFAULT_PER_CONCEPT = 8
 DEFAULT_CROP_PX = 64
@@ -75,8 +75,8 @@ def make_thumbnails(store: TokenStore, preprocessing, relations, out_dir: str | 
                 top_px, left_px = max(0, (row - context) * patch), max(0, (col - context) * patch)
                 box = view[top_px:(row + 1 + context) * patch, left_px:(col + 1 + context) * patch]
                 if box.size:
-                    crops[(int(ci), int(r))] = np.asarray(
-                        Image.fromarray(np.ascontiguousarray(box)).resize((crop_px, crop_px), Image.BILINEAR))
+                    crop = Image.fromarray(np.ascontiguousarray(box))
+                    crops[(int(ci), int(r))] = np.asarray(crop.resize((crop_px, crop_px), Image.Resampling.BILINEAR))
         for ci, concept in enumerate(concepts):
             tiles = [crops[(ci, r)] for r in range(tokens.shape[1]) if (ci, r) in crops]
             if not tiles:

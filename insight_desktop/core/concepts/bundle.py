@@ -27,8 +27,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import safetensors_bytes
-from .fileio import atomic_output
+from .. import safetensors_io
+from ..fileio import atomic_output
 
 FORMAT = "insight-concept-model"
 FORMAT_VERSION = 1
@@ -168,7 +168,7 @@ class ConceptModel:
         return model
 
     def _check_parts(self) -> None:
-        from .sae import SAEConfig
+        from ..sae import SAEConfig
 
         for name in (SAE_FILE, RELATIONS_FILE, NAMES_FILE):
             if not self._parts.exists(name):
@@ -192,11 +192,11 @@ class ConceptModel:
     # -- parts -------------------------------------------------------------------------------
     @cached_property
     def sae(self):
-        from .sae import SAEError
-        from .sae.io import sae_from_tensors
+        from ..sae import SAEError
+        from ..sae.io import sae_from_tensors
 
-        tensors, meta = safetensors_bytes.load_torch(self._parts.read(SAE_FILE), f"'{self.path}/{SAE_FILE}'",
-                                                     BundleIntegrityError)
+        tensors, meta = safetensors_io.load_torch(self._parts.read(SAE_FILE), f"'{self.path}/{SAE_FILE}'",
+                                                  BundleIntegrityError)
         try:
             sae = sae_from_tensors(self.sae_config, tensors, source=f"'{self.path}/{SAE_FILE}'", metadata=meta)
         except SAEError as exc:
@@ -207,8 +207,8 @@ class ConceptModel:
     def relations(self):
         from .relations import Relations, RelationsError
 
-        arrays, meta = safetensors_bytes.load_numpy(self._parts.read(RELATIONS_FILE),
-                                                    f"'{self.path}/{RELATIONS_FILE}'", BundleIntegrityError)
+        arrays, meta = safetensors_io.load_numpy(self._parts.read(RELATIONS_FILE),
+                                                 f"'{self.path}/{RELATIONS_FILE}'", BundleIntegrityError)
         try:
             rel = Relations.from_arrays(arrays, json.loads(meta.get("insight_relations", "{}")))
         except (RelationsError, ValueError) as exc:
@@ -270,11 +270,11 @@ class ConceptModel:
             f"concept model  {self.path}",
             f"backbone       {m.backbone.get('id')}",
             f"concepts       {cfg.n_concepts} in {len(cfg.group_sizes)} levels {list(cfg.group_sizes)}, k = {cfg.k}",
-            f"thresholds     " + ", ".join(f"{k} {v:g}" for k, v in m.thresholds.items()),
+            "thresholds     " + ", ".join(f"{k} {v:g}" for k, v in m.thresholds.items()),
             f"built          {prov.get('date', '?')} from {prov.get('images', '?')} images, "
             f"{prov.get('tokens', '?')} tokens",
             f"thumbnails     {m.thumbnails.get('count', 0)}",
-            f"probe          " + (f"{len(self.probe[1])} classes" if self._parts.exists(PROBE_FILE) else "none"),
+            "probe          " + (f"{len(self.probe[1])} classes" if self._parts.exists(PROBE_FILE) else "none"),
         ])
 
 
@@ -288,7 +288,7 @@ def write_bundle(out: str | os.PathLike, *, backbone: Mapping[str, Any], sae, re
                  thumbnail_info: Mapping[str, Any] | None = None, as_zip: bool | None = None,
                  overwrite: bool = False) -> Path:
     """Write a bundle folder (or zip, when ``as_zip`` or ``out`` ends in ``.zip``) atomically."""
-    from .sae.io import sae_tensors_and_metadata
+    from ..sae.io import sae_tensors_and_metadata
 
     out = Path(out)
     as_zip = out.suffix.lower() == ".zip" if as_zip is None else as_zip
@@ -297,8 +297,8 @@ def write_bundle(out: str | os.PathLike, *, backbone: Mapping[str, Any], sae, re
     tensors, sae_meta = sae_tensors_and_metadata(sae)
     arrays, rel_meta = relations.to_arrays()
     members: dict[str, bytes] = {
-        SAE_FILE: safetensors_bytes.dump_torch(tensors, sae_meta),
-        RELATIONS_FILE: safetensors_bytes.dump_numpy(arrays, {"insight_relations": json.dumps(rel_meta)}),
+        SAE_FILE: safetensors_io.dump_torch(tensors, sae_meta),
+        RELATIONS_FILE: safetensors_io.dump_numpy(arrays, {"insight_relations": json.dumps(rel_meta)}),
         NAMES_FILE: names.to_json().encode("utf-8"),
     }
     for concept, jpeg in (thumbnails or {}).items():
@@ -345,12 +345,13 @@ def _read_probe(model: ConceptModel):
     import numpy as np
 
     where = f"'{model.path}/{PROBE_FILE}'"
-    arrays, meta = safetensors_bytes.load_numpy(model._parts.read(PROBE_FILE), where, BundleIntegrityError)
+    arrays, meta = safetensors_io.load_numpy(model._parts.read(PROBE_FILE), where, BundleIntegrityError)
     try:
         W = arrays["W"].astype(np.float32)
         names = tuple(str(n) for n in json.loads(meta["class_names"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleIntegrityError(f"{where} is not a probe (needs tensor 'W' and class_names metadata): {exc}") from exc
+        raise BundleIntegrityError(f"{where} is not a probe (needs tensor 'W' and class_names metadata): "
+                                   f"{exc}") from exc
     if W.ndim != 2 or W.shape != (len(names), model.n_concepts):
         raise BundleIncompatibleError(f"{where}: W has shape {W.shape}, expected [{len(names)} classes, "
                                       f"{model.n_concepts} concepts]")
@@ -369,7 +370,7 @@ def add_probe(bundle: str | os.PathLike, W, class_names, metadata: Mapping[str, 
     """
     import numpy as np
 
-    from .fileio import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     path = Path(bundle)
     parts = _Parts(path)
@@ -385,7 +386,7 @@ def add_probe(bundle: str | os.PathLike, W, class_names, metadata: Mapping[str, 
         parts.close()
         raise ValueError(f"probe W must have shape [{len(names)} classes, {m} concepts], not {W.shape}")
     meta = {"class_names": json.dumps(names), "insight_probe": json.dumps(dict(metadata or {}))}
-    data = safetensors_bytes.dump_numpy({"W": W}, meta)
+    data = safetensors_io.dump_numpy({"W": W}, meta)
     manifest["files"] = {**manifest.get("files", {}), PROBE_FILE: sha256_bytes(data)}
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     try:

@@ -1,10 +1,10 @@
-"""Fetching model files once: resumable, verified HTTP downloads and Hugging Face Hub files.
+"""Fetching model files once: resumable, verified HTTP downloads, and the progress reports and
+errors of every download (Hugging Face Hub files: :mod:`.download_hub`, which reports the same).
 
 Public API (the GUI's download dialog and ``insight models get`` use exactly this)::
 
     Progress(done: int, total: int | None, bytes_per_second: float, eta_seconds: float | None)
     download_url(url, dest, *, sha256=None, size=None, progress=None, should_stop=None, timeout=30.0) -> str
-    hub_download(repo_id, filename, *, revision=None, cache_dir=None, progress=None, should_stop=None) -> Path
 
     DownloadError(RuntimeError)            every failure; the message is written for users
       DownloadCancelled                    should_stop() returned True (partial file kept for resume)
@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import StoppedByUser
+
 CHUNK = 1 << 16  # small enough that Cancel reacts within milliseconds on a slow line
 REPORT_EVERY = 0.2  # seconds between progress reports
 USER_AGENT = "insight-desktop-model-store"
@@ -45,7 +47,7 @@ class DownloadError(RuntimeError):
     """A download failed; the message says what happened and what the user can do."""
 
 
-class DownloadCancelled(DownloadError):
+class DownloadCancelled(DownloadError, StoppedByUser):
     """The user cancelled. A partial file stays next to the destination so the next try resumes."""
 
 
@@ -226,28 +228,7 @@ def _finish(url, part: Path, dest: Path, h, expected: str | None, done: int, pro
     return actual
 
 
-# ----------------------------------------------------------------------------- Hugging Face Hub
-
-
-def hub_download(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                 progress: ProgressCallback | None = None, should_stop: StopCallback | None = None) -> Path:
-    """``filename`` of Hub repository ``repo_id`` in the Hugging Face cache (``cache_dir`` or the default).
-
-    Offline (HF_HUB_OFFLINE) the cache is the only source: a missing file raises
-    :class:`NetworkUnavailable` at once, with no retries. Online, huggingface_hub downloads it
-    (its own proxy settings: ``HTTPS_PROXY`` etc. via httpx). Progress and Cancel work through
-    ``hf_hub_download``'s ``tqdm_class``. Resuming: within one call huggingface_hub resumes after
-    transient network errors; across calls it does not (huggingface_hub ≥ 1.0 downloads into a
-    per-call temporary file and deletes it on failure), so a cancelled Hub download starts over.
-    Details in :mod:`.download_hub`.
-    """
-    from .download_hub import hub_download as _hub_download
-
-    return _hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, progress=progress,
-                         should_stop=should_stop)
-
-
 __all__ = [
     "ChecksumMismatch", "DownloadCancelled", "DownloadError", "DownloadInterrupted", "NetworkUnavailable", "Progress",
-    "RemoteFileMissing", "download_url", "hub_download",
+    "RemoteFileMissing", "download_url",
 ]

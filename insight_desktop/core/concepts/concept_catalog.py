@@ -1,9 +1,10 @@
 """What a viewer needs to know about a loaded concept model, as one immutable value.
 
 The worker thread loads the bundle (torch, the SAE, the backbone) and hands the GUI a
-:class:`ConceptCatalog`: names and candidate names, the hierarchy (the frozen numpy
-:class:`~.relations.Relations`), the top-patch thumbnails, and provenance. No torch objects,
-nothing mutable — it can cross threads (ARCHITECTURE rule 2). Thumbnails are read when asked
+:class:`ConceptCatalog`: the names (the model's :class:`~.names.NameBook`, the one place names
+are looked up), the hierarchy (the frozen numpy :class:`~.relations.Relations`), the top-patch
+thumbnails, and provenance. No torch objects; the one mutable part, the name book's user edits,
+is only touched on the GUI thread, after the hand-over (ARCHITECTURE rule 2). Thumbnails are read when asked
 for, through a file handle of their own, rather than all at loading (a model of 8192 concepts
 has tens of MB of them, and a viewer shows one at a time).
 """
@@ -19,8 +20,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .bundle import THUMBNAILS_DIR, BundleError, _Parts, thumbnail_name
-from .naming import ConceptNames
-from .relations_model import Relations
+from .names import NameBook
+from .relations import Relations
 
 
 class BundleThumbnails(Mapping):
@@ -70,7 +71,7 @@ class ConceptCatalog:
     path: str
     backbone_id: str
     device: str
-    names: ConceptNames
+    names: NameBook                   # the model's names plus the user's edits
     relations: Relations
     thumbnails: Mapping[int, bytes]   # concept → JPEG strip of its top patches (read on demand)
     provenance: Mapping[str, Any]
@@ -82,7 +83,7 @@ class ConceptCatalog:
         return self.relations.n_concepts
 
     def name(self, concept: int) -> str:
-        return self.names.display_name(int(concept))
+        return self.names.name(concept)
 
     def level(self, concept: int) -> int:
         return int(self.relations.level[concept])
@@ -102,17 +103,14 @@ class ConceptCatalog:
         return int(self.relations.display_parent[concept])
 
     def find(self, text: str) -> np.ndarray:
-        """Concepts whose display name contains ``text`` (case-insensitive), ascending."""
-        needle = text.strip().lower()
-        if not needle:
-            return np.arange(self.n_concepts)
-        return np.array([i for i, n in enumerate(self.names.display_names) if needle in n.lower()], dtype=np.int64)
+        """Concepts whose shown name contains ``text`` (case-insensitive), ascending."""
+        return self.names.find(text)
 
 
 def catalog_of(model: Any, *, device: str = "cpu", notices: tuple[str, ...] = ()) -> ConceptCatalog:
     """The catalog of a loaded :class:`~.bundle.ConceptModel`."""
     return ConceptCatalog(
         path=str(model.path), backbone_id=str(model.manifest.backbone.get("id", "?")), device=str(device),
-        names=model.names, relations=model.relations, thumbnails=BundleThumbnails(model.path),
+        names=NameBook(model.names), relations=model.relations, thumbnails=BundleThumbnails(model.path),
         provenance=MappingProxyType(dict(model.manifest.provenance)), summary=model.summary(),
         notices=tuple(notices))

@@ -1,6 +1,6 @@
 """Hugging Face Hub files for the model store, with the store's progress, cancel and errors.
 
-``hub_download`` (re-exported by :mod:`.download`) wraps ``huggingface_hub.hf_hub_download`` so
+``hub_download`` wraps ``huggingface_hub.hf_hub_download`` so
 that the file lands in the ordinary Hugging Face cache — where open_clip looks for a pretrained
 tag — and every failure becomes one of :mod:`.download`'s user-facing errors.
 
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .download import (
+    USER_AGENT,
     DownloadCancelled,
     DownloadError,
     NetworkUnavailable,
@@ -40,6 +41,7 @@ from .download import (
     ProgressCallback,
     RemoteFileMissing,
     StopCallback,
+    _unreachable,
 )
 
 _XET_LOCK = threading.Lock()
@@ -58,7 +60,7 @@ def hub_offline() -> bool:
 
 
 def hub_cached(repo_id: str, filename: str, *, revision: str | None = None,
-               cache_dir: str | os.PathLike | None = None) -> Path | None:
+               cache_dir: str | Path | None = None) -> Path | None:
     """The file from the local Hugging Face cache, or None (never touches the network)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -137,8 +139,6 @@ def _check_reachable(endpoint: str, timeout: float = 10.0) -> None:
     import urllib.error
     import urllib.request
 
-    from .download import USER_AGENT, _unreachable
-
     try:
         urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD", headers={"User-Agent": USER_AGENT}),
                                timeout=timeout).close()
@@ -152,9 +152,17 @@ def _where(repo_id: str, filename: str) -> str:
     return f"{repo_id}/{filename}"
 
 
-def hub_download(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+def hub_download(repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | Path | None = None,
                  progress: ProgressCallback | None = None, should_stop: StopCallback | None = None) -> Path:
-    """See :func:`insight_desktop.core.download.hub_download`."""
+    """``filename`` of Hub repository ``repo_id`` in the Hugging Face cache (``cache_dir`` or the default).
+
+    Offline (HF_HUB_OFFLINE) the cache is the only source: a missing file raises
+    :class:`NetworkUnavailable` at once, with no retries. Online, huggingface_hub downloads it
+    (its own proxy settings: ``HTTPS_PROXY`` etc. via httpx). Progress and Cancel work through
+    ``hf_hub_download``'s ``tqdm_class``. Resuming: within one call huggingface_hub resumes after
+    transient network errors; across calls it does not (huggingface_hub ≥ 1.0 downloads into a
+    per-call temporary file and deletes it on failure), so a cancelled Hub download starts over.
+    """
     from huggingface_hub import errors, hf_hub_download
 
     if hub_offline():
