@@ -20,7 +20,8 @@ run: $(STAMP)
 	$(PY) -m insight_desktop
 
 # The static checks, also the first step of `make test`: the import contracts, ruff (lint and
-# import order) and mypy on core/ (settings in pyproject.toml; ~20 s cold, 1 s with its cache).
+# import order) and mypy on core/ and the Qt-free window state (settings in pyproject.toml;
+# ~20 s cold, 1 s with its cache).
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .

@@ -4,16 +4,25 @@ One :class:`Document` per window, on the GUI thread. Panels read it and listen t
 signals; user actions call its setters. Changing a selection or a view setting only emits a
 signal — the views re-render from the Analysis already here (ARCHITECTURE rule 4); only a new
 image, new classes or a new model make the main window ask the worker for work.
+
+This module imports no Qt (an import-linter contract checks it), as ndv's models: the signals
+are psygnal's, emitted synchronously on the caller's thread, so the state can be driven and
+tested without a QApplication, and widgets only adapt it. psygnal holds a bound-method listener
+weakly: a panel that is garbage collected stops listening by itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from psygnal import Signal
+
+if TYPE_CHECKING:
+    from insight_desktop.core.analysis import Analysis
+    from insight_desktop.core.concepts.concept_catalog import ConceptCatalog
 
 #: colormaps offered for the concept heatmap (pyqtgraph / matplotlib names)
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "turbo", "CET-L17")
@@ -69,7 +78,7 @@ class Region:
     patch: tuple[int, int] | None = None
 
 
-class Document(QObject):
+class Document:
     """The single source of truth for one window."""
 
     modelChanged = Signal()          # catalog replaced (or cleared)
@@ -82,12 +91,11 @@ class Document(QObject):
     classesChanged = Signal()        # class list edited (not yet analysed)
     conceptRenamed = Signal(int)     # the name shown for this concept id changed (nothing to re-analyse)
 
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.catalog = None                       # core.concepts.concept_catalog.ConceptCatalog
+    def __init__(self) -> None:
+        self.catalog: ConceptCatalog | None = None
         self.image_path: Path | None = None
         self.image: np.ndarray | None = None      # RGB uint8, read-only
-        self.analysis = None                      # core.engine.Analysis for *this* image, or None
+        self.analysis: Analysis | None = None     # the analysis of *this* image, or None
         self.concept: int = -1
         self.segment: int = -1
         self.region: Region | None = None
@@ -96,7 +104,7 @@ class Document(QObject):
         self.background: bool = False
 
     # ------------------------------------------------------------------ model, image, analysis
-    def set_catalog(self, catalog) -> None:
+    def set_catalog(self, catalog: ConceptCatalog | None) -> None:
         if self.catalog is not None:
             self.catalog.names.renamed.disconnect(self._on_renamed)
         self.catalog = catalog
@@ -120,7 +128,7 @@ class Document(QObject):
         self.analysisChanged.emit()
         self.regionSelected.emit(None)
 
-    def set_analysis(self, analysis) -> None:
+    def set_analysis(self, analysis: Analysis | None) -> None:
         self.analysis = analysis
         self.segment = -1
         self.analysisChanged.emit()
@@ -192,6 +200,8 @@ class Document(QObject):
     def region_patches(self, region: Region) -> tuple[slice, slice]:
         """The patch rows and columns of the current analysis that ``region`` covers (at least one)."""
         a = self.analysis
+        if a is None:
+            raise ValueError("no analysis: a region covers no patches yet")
         h, w = a.grid
         if region.patch is not None and 0 <= region.patch[0] < h and 0 <= region.patch[1] < w:
             r, c = region.patch

@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Insight Desktop")
         self.setAcceptDrops(True)
         self.settings = settings or AppSettings()
-        self.document = Document(self)
+        self.document = Document()
         self.worker = WorkerClient(self)
         self.images: list[Path] = []
         self.index = -1

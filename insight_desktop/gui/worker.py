@@ -9,20 +9,27 @@ and stops between backbone windows if they have; their results, if any still arr
 ``cancel()`` stops everything asked so far. Results come back with the generation that
 ``analyze()`` returned, so a caller knows what each one was computed for. Errors come back as a
 signal; the worker never dies.
+
+Each request runs as a job of :mod:`insight_desktop.gui.jobs` (:func:`~insight_desktop.gui.jobs.run_job`:
+one rule for stops and error messages); this thread is where interactive jobs run, apart from
+long jobs (each on a thread of its own) and thumbnails (a pool), so neither can hold it up.
 """
 
 from __future__ import annotations
 
 import threading
-import traceback
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.errors import StoppedByUser, describe_error
+from .jobs import JobFn, ProgressFn, run_job
+
+if TYPE_CHECKING:  # torch loads on the worker thread only (ARCHITECTURE rule 5)
+    from ..core.engine import Analyzer
 
 MODEL, ANALYSIS = "model", "analysis"
 
@@ -91,52 +98,57 @@ class InferenceWorker(QObject):
     def __init__(self, control: WorkControl):
         super().__init__()
         self._control = control
-        self._analyzer = None
+        self._analyzer: Analyzer | None = None
 
     @Slot(int, object)
     def load_model(self, generation: int, request: ModelRequest) -> None:
-        try:
-            if not self._control.wanted(MODEL, generation):
-                return
-            self.progress.emit(generation, f"Loading model {Path(request.path).name}…", -1.0)
-            from ..core.engine import Analyzer
-
-            analyzer = Analyzer(request.path, device=request.device)
-            catalog = analyzer.catalog()
-            if not self._control.wanted(MODEL, generation):
-                analyzer.close()
-                return
-            old, self._analyzer = self._analyzer, analyzer
-            if old is not None:
-                old.close()
-            self.modelLoaded.emit(generation, catalog)
-        except Exception as exc:  # the worker never dies: report and carry on with the old model
-            title, message = describe_error(exc, f"load the model '{Path(request.path).name}'")
-            self.failed.emit(generation, Failure(MODEL, title, message, traceback.format_exc()))
-        finally:
-            self.finished.emit(generation)
+        self._run(MODEL, generation, partial(self._load, request),
+                  f"load the model '{Path(request.path).name}'")
 
     @Slot(int, object)
     def analyze(self, generation: int, request: AnalysisRequest) -> None:
+        self._run(ANALYSIS, generation, partial(self._analyze, request),
+                  f"analyse {request.label or 'the image'}")
+
+    def _run(self, kind: str, generation: int, job: JobFn, what: str) -> None:
+        """One request as a job (the house's stop and error rules); the worker never dies."""
         try:
-            if not self._control.wanted(ANALYSIS, generation):
+            if not self._control.wanted(kind, generation):
                 return  # superseded before it started: skip (coalescing)
-            if self._analyzer is None:
-                raise RuntimeError("No concept model is loaded: open one with File → Open model…")
-            self.progress.emit(generation, f"Analysing {request.label}…", 0.0)
-            analysis = self._analyzer.analyze(
-                request.image, list(request.classes) or None, background=request.background,
-                should_stop=lambda: not self._control.wanted(ANALYSIS, generation),
-                progress=lambda stage, f: self.progress.emit(generation, f"Analysing {request.label}: {stage}", f))
-            if self._control.wanted(ANALYSIS, generation):
-                self.analysisReady.emit(generation, analysis)
-        except StoppedByUser:
-            pass
-        except Exception as exc:
-            title, message = describe_error(exc, f"analyse {request.label or 'the image'}")
-            self.failed.emit(generation, Failure(ANALYSIS, title, message, traceback.format_exc()))
+            outcome = run_job(job, what,
+                              progress=lambda stage, fraction=-1.0, detail="": self.progress.emit(
+                                  generation, stage, fraction),
+                              should_stop=lambda: not self._control.wanted(kind, generation))
+            if outcome.failure is not None:
+                f = outcome.failure
+                self.failed.emit(generation, Failure(kind, f.title, f.message, f.details))
+            elif outcome.succeeded and outcome.value is not None and self._control.wanted(kind, generation):
+                (self.modelLoaded if kind == MODEL else self.analysisReady).emit(generation, outcome.value)
         finally:
             self.finished.emit(generation)
+
+    def _load(self, request: ModelRequest, progress: ProgressFn, should_stop: Callable[[], bool]):
+        """The model's catalog once it is this worker's model, or None when no longer wanted."""
+        progress(f"Loading model {Path(request.path).name}…", -1.0)
+        from ..core.engine import Analyzer
+
+        analyzer = Analyzer(request.path, device=request.device)
+        catalog = analyzer.catalog()
+        if should_stop():  # a newer model was asked meanwhile: keep the old one, drop this one
+            analyzer.close()
+            return None
+        old, self._analyzer = self._analyzer, analyzer
+        if old is not None:
+            old.close()
+        return catalog
+
+    def _analyze(self, request: AnalysisRequest, progress: ProgressFn, should_stop: Callable[[], bool]):
+        if self._analyzer is None:
+            raise RuntimeError("No concept model is loaded: open one with File → Open model…")
+        progress(f"Analysing {request.label}…", 0.0)
+        return self._analyzer.analyze(
+            request.image, list(request.classes) or None, background=request.background, should_stop=should_stop,
+            progress=lambda stage, f: progress(f"Analysing {request.label}: {stage}", f))
 
     @Slot()
     def shutdown(self) -> None:

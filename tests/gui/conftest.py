@@ -1,10 +1,13 @@
 """GUI fixtures: a real concept bundle on the tiny OpenCLIP backbone, a real Analysis of a
-sample photo, and a Document holding them — so widget tests show real data in seconds."""
+sample photo, a Document holding them and a whole window — so widget tests show real data in
+seconds; plus the helpers several test files share (showing a widget, zooming on a pixel)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QPoint, QRectF, QSettings
+from PySide6.QtWidgets import QApplication, QWidget
 
 from insight_desktop.core.paths import resource_path
 
@@ -68,3 +71,40 @@ def document(qtbot, tiny_catalog, tiny_analysis, sample_rgb):
 def visible_pixels(image: np.ndarray) -> int:
     """How many pixels of an RGBA rendering are not fully transparent."""
     return int(np.count_nonzero(image[..., 3])) if image.ndim == 3 and image.shape[2] == 4 else image.size
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_bundle):
+    """A shown MainWindow on CPU whose settings live in a temporary ini file."""
+    from insight_desktop.gui.main_window import MainWindow
+    from insight_desktop.gui.settings import AppSettings
+
+    w = MainWindow(AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
+    qtbot.addWidget(w)
+    w.status.set_device_choice("cpu")
+    w.show()
+    yield w
+    w.close()
+
+
+def wait_for_analysis(qtbot, window, timeout=60_000):
+    """Wait until the window shows an analysis and its worker is idle; return the analysis."""
+    qtbot.waitUntil(lambda: window.document.analysis is not None and not window.worker.is_busy, timeout=timeout)
+    return window.document.analysis
+
+
+def show_widget(qtbot, widget: QWidget, width: int | None = None, height: int | None = None):
+    """Show ``widget`` (at width × height when given), closed with the test; wait until it is on screen."""
+    qtbot.addWidget(widget)
+    if width is not None and height is not None:
+        widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def zoom_on(canvas, y: int, x: int) -> QPoint:
+    """Zoom ``canvas`` so one image pixel spans several screen pixels; return the viewport point of (y, x)."""
+    canvas.viewbox.setRange(QRectF(x - 15, y - 15, 30, 30), padding=0)
+    QApplication.processEvents()
+    return canvas.image_to_view(y + 0.5, x + 0.5).toPoint()

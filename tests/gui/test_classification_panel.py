@@ -10,17 +10,12 @@ from PySide6.QtCore import QPoint, Qt
 
 from insight_desktop.core.tasks.classification import probe_classify
 from insight_desktop.gui.widgets.classification_panel import PROBE, ZERO_SHOT, ClassificationPanel
-from tests.gui.conftest import CLASSES
+from tests.gui.conftest import CLASSES, show_widget
 
 
 @pytest.fixture
 def panel(qtbot, document):
-    p = ClassificationPanel(document)
-    qtbot.addWidget(p)
-    p.resize(420, 800)
-    p.show()
-    qtbot.waitExposed(p)
-    return p
+    return show_widget(qtbot, ClassificationPanel(document), 420, 800)
 
 
 def _column(panel, col: int) -> list[str]:

@@ -12,16 +12,12 @@ from insight_desktop.core.concepts.names import NameBook
 from insight_desktop.core.concepts.naming import ConceptNames, NameCandidate
 from insight_desktop.gui.widgets.concept_inspector import EMPTY_TEXT, MAX_STRIP_HEIGHT, NO_THUMBNAILS, ConceptInspector
 from insight_desktop.gui.widgets.qt_concept_tree_model import CONCEPT_ROLE
+from tests.gui.conftest import show_widget
 
 
 @pytest.fixture
 def inspector(qtbot, document):
-    w = ConceptInspector(document)
-    qtbot.addWidget(w)
-    w.resize(360, 700)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return show_widget(qtbot, ConceptInspector(document), 360, 700)
 
 
 def link_texts(lst) -> list[str]:
@@ -85,11 +81,7 @@ def test_candidates_and_thumbnails(qtbot, document):
                      NameCandidate("fur", "texture", "everyday", 0.27))
     names = ConceptNames(names=catalog.names.all(), candidates=tuple(candidates), method="vanilla")
     document.set_catalog(dataclasses.replace(catalog, names=NameBook(names), thumbnails={5: jpeg(512, 64)}))
-    w = ConceptInspector(document)
-    qtbot.addWidget(w)
-    w.resize(360, 700)
-    w.show()
-    qtbot.waitExposed(w)
+    w = show_widget(qtbot, ConceptInspector(document), 360, 700)
     document.select_concept(5)
     table = w.candidates
     assert not table.isHidden() and table.rowCount() == 2

@@ -15,16 +15,12 @@ from PySide6.QtCore import QModelIndex, Qt
 from insight_desktop.core.engine import ConceptActivation
 from insight_desktop.gui.widgets.concept_tree import ConceptFilterProxy, ConceptTreePanel
 from insight_desktop.gui.widgets.qt_concept_tree_model import CONCEPT_ROLE, SORT_ROLE, Column, QtConceptTreeModel
+from tests.gui.conftest import show_widget
 
 
 @pytest.fixture
 def panel(qtbot, document):
-    w = ConceptTreePanel(document)
-    qtbot.addWidget(w)
-    w.resize(420, 600)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return show_widget(qtbot, ConceptTreePanel(document), 420, 600)
 
 
 def visible_concepts(panel) -> set[int]:

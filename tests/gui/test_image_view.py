@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 from insight_desktop.core.tasks.render import class_colours
 from insight_desktop.gui.layers import colormap_lut, patch_activation
 from insight_desktop.gui.widgets.image_view import HINT, ImageCanvas
-from tests.gui.conftest import visible_pixels
+from tests.gui.conftest import show_widget, visible_pixels, zoom_on
 
 #: pyqtgraph's scene ignores mouse moves closer together than its rate limit (1/60 s)
 MOVE_INTERVAL_MS = 40
@@ -21,12 +21,7 @@ MOVE_INTERVAL_MS = 40
 
 @pytest.fixture
 def canvas(qtbot, document):
-    view = ImageCanvas(document)
-    qtbot.addWidget(view)
-    view.resize(700, 560)
-    view.show()
-    qtbot.waitExposed(view)
-    return view
+    return show_widget(qtbot, ImageCanvas(document), 700, 560)
 
 
 def heat_image(canvas) -> np.ndarray:
@@ -38,13 +33,6 @@ def other_concept(document) -> int:
     a = document.analysis
     current = a.concept_map(document.concept)
     return next(c.concept for c in a.concepts if not np.array_equal(a.concept_map(c.concept), current))
-
-
-def zoom_on(canvas, y: int, x: int) -> QPoint:
-    """Zoom so one image pixel spans several screen pixels, and return the viewport point of (y, x)."""
-    canvas.viewbox.setRange(QRectF(x - 15, y - 15, 30, 30), padding=0)
-    QApplication.processEvents()
-    return canvas.image_to_view(y + 0.5, x + 0.5).toPoint()
 
 
 def test_heatmap_is_drawn_over_the_photo(canvas, document):
@@ -318,10 +306,7 @@ def test_empty_view_shows_a_hint_until_an_image_arrives(qtbot, sample_rgb):
     from insight_desktop.gui.document import Document
 
     doc = Document()
-    view = ImageCanvas(doc)
-    qtbot.addWidget(view)
-    view.show()
-    qtbot.waitExposed(view)
+    view = show_widget(qtbot, ImageCanvas(doc))
     assert view.hint.isVisible() and view.hint.text() == HINT and not view.view.isVisible()
     with pytest.raises(ValueError):
         view.composite_rgb()

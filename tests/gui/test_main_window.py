@@ -8,31 +8,15 @@ import sys
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QRectF, QSettings, Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
 
 from insight_desktop.core.paths import resource_path
 from insight_desktop.gui.settings import AppSettings
+from tests.gui.conftest import wait_for_analysis, zoom_on
 
 CHELSEA = resource_path("samples", "chelsea.png")
 COFFEE = resource_path("samples", "coffee.png")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_bundle):
-    from insight_desktop.gui.main_window import MainWindow
-
-    w = MainWindow(AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
-    qtbot.addWidget(w)
-    w.status.set_device_choice("cpu")
-    w.show()
-    yield w
-    w.close()
-
-
-def wait_for_analysis(qtbot, window, timeout=60_000):
-    qtbot.waitUntil(lambda: window.document.analysis is not None and not window.worker.is_busy, timeout=timeout)
-    return window.document.analysis
 
 
 def open_chelsea(qtbot, window, tiny_bundle):
@@ -166,9 +150,7 @@ def test_segment_button_segments_with_the_edited_classes_and_a_click_explains(qt
     assert window.actions.show_segmentation.isChecked()
     ys, xs = np.nonzero(seg.labels == seg.labels[seg.labels.shape[0] // 2, seg.labels.shape[1] // 2])
     y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
-    window.canvas.viewbox.setRange(QRectF(x - 15, y - 15, 30, 30), padding=0)
-    QApplication.processEvents()
-    pos = window.canvas.image_to_view(y + 0.5, x + 0.5).toPoint()
+    pos = zoom_on(window.canvas, y, x)
     qtbot.mouseClick(window.canvas.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert window.document.segment == seg.labels[y, x]
     bars = window.segmentation.chart.bars()

@@ -8,16 +8,12 @@ from PySide6.QtCore import Qt
 
 from insight_desktop.gui.document import Region
 from insight_desktop.gui.widgets.region_panel import EMPTY_TEXT, RegionPanel
+from tests.gui.conftest import show_widget
 
 
 @pytest.fixture
 def panel(qtbot, document):
-    w = RegionPanel(document)
-    qtbot.addWidget(w)
-    w.resize(420, 500)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return show_widget(qtbot, RegionPanel(document), 420, 500)
 
 
 def patch_region(analysis, r: int, c: int) -> Region:

@@ -8,36 +8,16 @@ import dataclasses
 import json
 
 import numpy as np
-import pytest
-from PySide6.QtCore import QRectF, QSettings, Qt
-from PySide6.QtWidgets import QApplication, QInputDialog
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QInputDialog
 
 from insight_desktop.core.concepts.names import NameBook
 from insight_desktop.core.paths import resource_path
-from insight_desktop.gui.settings import AppSettings
 from insight_desktop.gui.widgets.contribution_chart import ContributionChart
+from tests.gui.conftest import wait_for_analysis, zoom_on
 
 CHELSEA = resource_path("samples", "chelsea.png")
 NEW_NAME = "tabby fur"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_bundle):
-    from insight_desktop.gui.main_window import MainWindow
-
-    w = MainWindow(AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
-    qtbot.addWidget(w)
-    w.status.set_device_choice("cpu")
-    w.show()
-    yield w
-    w.close()
-
-
-def image_pos(window, y: int, x: int):
-    """Where image pixel (y, x) is in the canvas' viewport, zoomed in on it."""
-    window.canvas.viewbox.setRange(QRectF(x - 15, y - 15, 30, 30), padding=0)
-    QApplication.processEvents()
-    return window.canvas.image_to_view(y + 0.5, x + 0.5).toPoint()
 
 
 def charted_concept_and_pixel(a, chart_top: int) -> tuple[int, int, int]:
@@ -66,13 +46,13 @@ def test_a_renamed_concept_is_renamed_everywhere_without_analysing_again(qtbot, 
     from insight_desktop.gui import window_files
 
     window.start([CHELSEA], tiny_bundle)
-    qtbot.waitUntil(lambda: window.document.analysis is not None and not window.worker.is_busy, timeout=60_000)
-    doc, a = window.document, window.document.analysis
+    a = wait_for_analysis(qtbot, window)
+    doc = window.document
     assert a.segmentation is not None  # the window segments with its default classes
     j, y, x = charted_concept_and_pixel(a, window.segmentation.chart.top)
     old = f"c{j}"
     # a click on the image: the region panel lists the patch, the chart explains the segment
-    qtbot.mouseClick(window.canvas.view.viewport(), Qt.MouseButton.LeftButton, pos=image_pos(window, y, x))
+    qtbot.mouseClick(window.canvas.view.viewport(), Qt.MouseButton.LeftButton, pos=zoom_on(window.canvas, y, x))
     chart = window.segmentation.chart
     bar = [c for c, _ in chart.bars()].index(j)
     qtbot.mouseClick(chart, Qt.MouseButton.LeftButton, pos=chart.bar_center(bar))  # selects j: the inspector shows it
@@ -110,7 +90,7 @@ def test_a_renamed_concept_is_renamed_everywhere_without_analysing_again(qtbot, 
     assert doc.analysis is a and asked == [] and not window.worker.is_busy
 
     # the status bar's readout under a resting cursor follows a rename too
-    qtbot.mouseMove(window.canvas.view.viewport(), image_pos(window, y, x))
+    qtbot.mouseMove(window.canvas.view.viewport(), zoom_on(window.canvas, y, x))
     qtbot.waitUntil(lambda: f"{NEW_NAME} " in window.hover.text(), timeout=5_000)
     doc.rename_concept(j, "")                  # an empty name gives the model's name back, everywhere
     assert f"{old} " in window.hover.text() and NEW_NAME not in window.hover.text()

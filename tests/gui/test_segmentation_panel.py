@@ -10,17 +10,12 @@ from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QLineEdit
 from insight_desktop.core.tasks.render import class_colours
 from insight_desktop.gui.document import CLASS_PRESETS
 from insight_desktop.gui.widgets.segmentation_panel import SegmentationPanel
-from tests.gui.conftest import CLASSES
+from tests.gui.conftest import CLASSES, show_widget
 
 
 @pytest.fixture
 def panel(qtbot, document):
-    p = SegmentationPanel(document)
-    qtbot.addWidget(p)
-    p.resize(420, 900)
-    p.show()
-    qtbot.waitExposed(p)
-    return p
+    return show_widget(qtbot, SegmentationPanel(document), 420, 900)
 
 
 def _legend_items(panel):

@@ -1,9 +1,9 @@
 """A horizontal strip of thumbnails of the images of a folder, decoded lazily off the GUI thread.
 
-Only the thumbnails that are on screen (plus a margin) are requested; each is decoded by a
-QRunnable on the strip's own QThreadPool and handed back to the GUI thread as a QImage through
-a queued signal.  A generation number travels with every job, so thumbnails of a previous
-folder that arrive late are dropped.
+Only the thumbnails that are on screen (plus a margin) are requested; each is decoded by a short
+job on the strip's own :class:`~insight_desktop.gui.jobs.JobPool` and handed back to the GUI
+thread as a QImage.  A new list starts a new generation of the pool, so thumbnails of a previous
+folder are skipped, or dropped when they arrive late.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.errors import user_message
 from ...core.images import DEFAULT_MAX_PIXELS, ImageLoadError, find_images, load_image
+from ..jobs import JobPool, Outcome
 
 THUMBNAIL_SIZE = 96
 #: item data role holding the thumbnail state: "loading", "ready" or "broken"
@@ -72,27 +72,16 @@ def _draft_jpeg(path: Path, size: int) -> Image.Image | None:
         return None
 
 
-class _ThumbnailSignals(QObject):
-    # generation, row, QImage or None, error text
-    done = Signal(int, int, object, str)
+def _thumbnail_job(path: Path, size: int):
+    """The pool job for one thumbnail: a QImage, or an ImageLoadError the item shows."""
 
+    def job(progress, should_stop) -> QImage:  # on a pool thread
+        rgb = load_thumbnail(path, size)
+        h, w = rgb.shape[:2]
+        # copy(): the QImage must own its pixels once the numpy array is gone
+        return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
-class _ThumbnailJob(QRunnable):
-    def __init__(self, signals: _ThumbnailSignals, generation: int, row: int, path: Path, size: int):
-        super().__init__()
-        self.signals, self.generation, self.row, self.path, self.size = signals, generation, row, path, size
-
-    def run(self) -> None:  # on a pool thread
-        try:
-            rgb = load_thumbnail(self.path, self.size)
-            h, w = rgb.shape[:2]
-            # copy(): the QImage must own its pixels once the numpy array is gone
-            image, error = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy(), ""
-        except ImageLoadError as exc:
-            image, error = None, exc.reason
-        except Exception as exc:  # never let a pool thread die silently: show it on the item
-            image, error = None, user_message(exc)
-        self.signals.done.emit(self.generation, self.row, image, error)
+    return job
 
 
 def _placeholder(size: int, broken: bool) -> QIcon:
@@ -151,18 +140,13 @@ class Filmstrip(QWidget):
         super().__init__(parent)
         self.thumbnail_size = thumbnail_size
         self._paths: list[Path] = []
-        self._generation = 0
         self._requested: set[int] = set()
         self._quiet = False  # set while the current row changes programmatically
         self._loading_icon = _placeholder(thumbnail_size, broken=False)
         self.broken_icon = _placeholder(thumbnail_size, broken=True)
 
-        self._pool = QThreadPool()
-        self._pool.setMaxThreadCount(max(1, min(4, (os.cpu_count() or 2) - 1)))
-        # Parentless on purpose: jobs still running when the strip is deleted keep it alive (they
-        # hold a reference), and Qt drops the connection to the deleted strip.
-        self._signals = _ThumbnailSignals()
-        self._signals.done.connect(self._on_thumbnail)
+        self._pool = JobPool(max(1, min(4, (os.cpu_count() or 2) - 1)), self)
+        self._pool.done.connect(self._on_thumbnail)
 
         self.list = QListWidget(self)
         self.list.setViewMode(QListView.ViewMode.IconMode)
@@ -188,8 +172,7 @@ class Filmstrip(QWidget):
     # ------------------------------------------------------------------ public API
     def set_images(self, paths: Sequence[str | os.PathLike], current: int = 0) -> None:
         """Show ``paths`` (thumbnails load as they come into view); select ``current``."""
-        self._generation += 1  # thumbnails still on their way belong to the old list
-        self._pool.clear()     # queued jobs for the old list need not run
+        self._pool.new_generation()  # thumbnails still on their way belong to the old list
         self._requested.clear()
         self._paths = [Path(p) for p in paths]
         self._quiet = True
@@ -244,13 +227,11 @@ class Filmstrip(QWidget):
 
     def wait_for_thumbnails(self, msecs: int = -1) -> bool:
         """Block until queued thumbnail jobs are done (tests, shutdown); True when all finished."""
-        return self._pool.waitForDone(msecs)
+        return self._pool.wait(msecs)
 
     def shutdown(self) -> None:
         """Drop queued jobs and wait for running ones (call before the application quits)."""
-        self._generation += 1
-        self._pool.clear()
-        self._pool.waitForDone()
+        self._pool.shutdown()
 
     # ------------------------------------------------------------------ internals
     def _step(self, delta: int) -> int:
@@ -283,20 +264,23 @@ class Filmstrip(QWidget):
         for row in range(first, last + 1):
             if row not in self._requested:
                 self._requested.add(row)
-                self._pool.start(_ThumbnailJob(self._signals, self._generation, row,
-                                               self._paths[row], self.thumbnail_size))
+                self._pool.submit(row, _thumbnail_job(self._paths[row], self.thumbnail_size),
+                                  f"show {self._paths[row].name}")
 
-    @Slot(int, int, object, str)
-    def _on_thumbnail(self, generation: int, row: int, image: QImage | None, error: str) -> None:
-        if generation != self._generation or not 0 <= row < self.list.count():
-            return  # a thumbnail of a list that is no longer shown
+    @Slot(object, object)
+    def _on_thumbnail(self, row: int, outcome: Outcome) -> None:
+        if not 0 <= row < self.list.count():
+            return  # the pool already dropped thumbnails of a list that is no longer shown
         item = self.list.item(row)
-        if image is None:
+        if not outcome.succeeded:
+            failure = outcome.failure
+            error = failure.error.reason if failure and isinstance(failure.error, ImageLoadError) else (
+                failure.message if failure else "stopped")
             item.setIcon(self.broken_icon)
             item.setData(STATE_ROLE, "broken")
             item.setToolTip(f"{self._paths[row]}\ncannot show this image: {error}")
         else:
-            item.setIcon(QIcon(QPixmap.fromImage(image)))
+            item.setIcon(QIcon(QPixmap.fromImage(outcome.value)))
             item.setData(STATE_ROLE, "ready")
 
     def resizeEvent(self, event) -> None:  # noqa: N802 — Qt override
