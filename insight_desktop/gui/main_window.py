@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -21,19 +21,21 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QToolBar,
     QToolButton,
     QWidget,
 )
 
-from ..core.errors import user_message
 from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
-from . import window_files
+from . import window_files, window_navigation
 from .actions import Actions
 from .analysis_requests import AnalysisRequests
+from .analysis_summary import FVU_TIP, analysis_summary
 from .dialogs import AboutDialog, ShortcutsDialog, show_error
 from .document import Document
+from .screen_fit import available_geometry, default_size, fit_to_screen
 from .settings import AppSettings
 from .widgets.classification_panel import ClassificationPanel
 from .widgets.concept_inspector import ConceptInspector
@@ -89,10 +91,15 @@ class MainWindow(QMainWindow):
         for title, widget in (("Segmentation", self.segmentation), ("Classification", self.classification),
                               ("Here", self.region)):
             self.task_tabs.addTab(widget, title)
+        # Scrolled, so that the class editor's width does not set the window's minimum size.
+        self.task_scroll = QScrollArea()
+        self.task_scroll.setWidgetResizable(True)
+        self.task_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.task_scroll.setWidget(self.task_tabs)
         self.docks = {
             "concepts": self._dock("Concepts", self.tree, Qt.DockWidgetArea.LeftDockWidgetArea),
             "concept": self._dock("Concept", self.inspector, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "tasks": self._dock("Explanations", self.task_tabs, Qt.DockWidgetArea.RightDockWidgetArea),
+            "tasks": self._dock("Explanations", self.task_scroll, Qt.DockWidgetArea.RightDockWidgetArea),
             "images": self._dock("Images", self.filmstrip, Qt.DockWidgetArea.BottomDockWidgetArea),
         }
         self.docks["images"].hide()
@@ -111,7 +118,8 @@ class MainWindow(QMainWindow):
                        a.show_residual, None, a.segment):
             tools.addSeparator() if action is None else tools.addAction(action)
         self.addToolBar(tools)
-        self.addToolBarBreak()
+        if available_geometry(self).height() >= 600:  # on a short screen the two bars share one row
+            self.addToolBarBreak()
         overlay = QToolBar("Overlay")
         overlay.setObjectName("toolbar-overlay")
         self.overlay_bar = OverlayBar(doc)
@@ -125,19 +133,25 @@ class MainWindow(QMainWindow):
         self.notes.hide()
         self.window_mode_label = QLabel()  # which sliding-window mode produced the analysis (its tooltip says how)
         self.window_mode_label.hide()
+        self.position = QLabel()  # "n / N": where the shown image is in the folder
+        self.position.hide()
         self.statusBar().addWidget(self.hover, 1)
+        self.statusBar().addPermanentWidget(self.position)
         self.statusBar().addPermanentWidget(self.window_mode_label)
         self.statusBar().addPermanentWidget(self.notes)
         self.statusBar().addPermanentWidget(self.status)
-        self.resize(1500, 940)
-        self.resizeDocks([self.docks["concepts"], self.docks["tasks"]], [380, 460], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["concepts"], self.docks["concept"]], [520, 330], Qt.Orientation.Vertical)
+        default_size(self, QSize(1500, 940))  # or less: it must fit a laptop screen at 150 %
+        wide, tall = self.width() / 1500, self.height() / 940  # the docks keep their share on a smaller screen
+        self.resizeDocks([self.docks["concepts"], self.docks["tasks"]], [int(380 * wide), int(460 * wide)],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["concepts"], self.docks["concept"]], [int(520 * tall), int(330 * tall)],
+                         Qt.Orientation.Vertical)
 
     def show_panel(self, widget: QWidget) -> None:
         """Make a panel visible: its dock shown, its tab current."""
         if self.task_tabs.indexOf(widget) >= 0:
             self.task_tabs.setCurrentWidget(widget)
-            widget = self.task_tabs
+            widget = self.task_scroll
         for dock in self.docks.values():
             if dock.widget() is widget:
                 dock.show()
@@ -183,7 +197,7 @@ class MainWindow(QMainWindow):
         a.shortcuts.triggered.connect(self.show_shortcuts)
         a.about.triggered.connect(self.show_about)
         self.segmentation.segmentRequested.connect(self.request_analysis)
-        self.filmstrip.imageActivated.connect(self.show_image)
+        self.filmstrip.imageActivated.connect(partial(window_navigation.on_filmstrip_activated, self))
         self.canvas.hovered.connect(self.hover.setText)
         self.status.cancelRequested.connect(self.cancel)
         self.status.deviceChosen.connect(self.set_device)
@@ -201,6 +215,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         if geometry := s.window_geometry():
             self.restoreGeometry(geometry)
+            fit_to_screen(self)  # saved on a bigger screen or at another scaling
         if state := s.window_state():
             self.restoreState(state, LAYOUT_VERSION)
         self.document.set_overlay(**s.overlay().__dict__)
@@ -243,18 +258,21 @@ class MainWindow(QMainWindow):
         self.document.set_catalog(catalog)
         self.status.set_device_in_use(catalog.device)
         self.settings.set_last_model_path(self.model_path)
-        self.setWindowTitle(f"Insight Desktop — {Path(catalog.path).name}")
+        window_navigation.update_title_and_position(self)
         self.request_analysis()
 
     # ------------------------------------------------------------------ images
     def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None:
+        if folder is None and len(paths) == 1 and window_navigation.show_in_current_folder(self, Path(paths[0])):
+            return  # one image of the folder being browsed: keep the folder listed
         self.images = [Path(p) for p in paths]
         self.folder = folder
         self.filmstrip.set_images(self.images, max(0, index))
         self.docks["images"].setVisible(len(self.images) > 1)
         self.index = -1
         if self.images:
-            self.show_image(min(max(0, index), len(self.images) - 1))
+            window_navigation.open_first_readable(self, min(max(0, index), len(self.images) - 1))
+        window_navigation.update_title_and_position(self)
 
     def open_folder(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -265,34 +283,31 @@ class MainWindow(QMainWindow):
         self.settings.set_last_folder(folder)
         self.open_images(paths, 0, folder)
 
-    @Slot(int)
-    def show_image(self, index: int) -> bool:
-        """Show image ``index`` of the list; a file that cannot be read shows a message and changes nothing."""
-        if not (0 <= index < len(self.images)):
-            return False
+    def try_show_image(self, index: int) -> ImageLoadError | None:
+        """Show image ``index`` of the list; a file that cannot be read changes nothing and is
+        returned as the error (window_navigation skips it and says so)."""
         path = self.images[index]
         try:
             rgb = load_image(path)
         except ImageLoadError as exc:
-            show_error(self, "Could not open the image", user_message(exc))
-            return False
+            return exc
         self.index = index
         self.filmstrip.set_current(index)
-        self.settings.add_recent_file(path)
+        self.settings.add_recent_file(self.folder or path)  # a folder is one entry, not one per image
         self.document.set_image(path, rgb)
         self.canvas.fit()
         self.request_analysis()
-        return True
+        window_navigation.update_title_and_position(self)
+        return None
 
     @Slot()
     def next_image(self) -> None:
-        if self.index + 1 < len(self.images):
-            self.show_image(self.index + 1)
+        window_navigation.show_readable(self, self.index + 1, +1)
 
     @Slot()
     def previous_image(self) -> None:
         if self.index > 0:
-            self.show_image(self.index - 1)
+            window_navigation.show_readable(self, self.index - 1, -1)
 
     # ------------------------------------------------------------------ analysis
     @Slot()
@@ -304,10 +319,8 @@ class MainWindow(QMainWindow):
         if self._pending_session is not None:
             window_files.finish_session(self, self._pending_session)
             self._pending_session = None
-        f = analysis.faithfulness
-        self.hover.setText(f"{len(analysis.concepts)} concepts active · {analysis.grid[1]}×{analysis.grid[0]} patches"
-                           f" · concepts explain {100 * (1 - f.fvu):.0f} % of the feature variance"
-                           f" · {sum(analysis.timings.values()):.2f} s")
+        self.hover.setText(analysis_summary(analysis))
+        self.hover.setToolTip(FVU_TIP)
         self.notes.setText(f"{len(analysis.notices)} note{'s' * (len(analysis.notices) != 1)}…")
         self.notes.setToolTip("\n\n".join(analysis.notices))
         self.notes.setVisible(bool(analysis.notices))

@@ -45,10 +45,10 @@ class AppSettings:
 
     # ------------------------------------------------------------------ recent files
     def recent_files(self) -> list[Path]:
-        """Recent images and sessions, most recent first; files that no longer exist are dropped
-        (and forgotten, so the menu does not offer them again)."""
+        """Recent images, folders and sessions, most recent first; paths that no longer exist are
+        dropped (and forgotten, so the menu does not offer them again)."""
         stored = _str_list(self.qsettings.value(_RECENT))
-        kept = [Path(p) for p in stored if Path(p).is_file()]
+        kept = [Path(p) for p in stored if Path(p).exists()]
         if len(kept) != len(stored):
             self._set_list(_RECENT, [str(p) for p in kept])
         return kept

@@ -263,7 +263,7 @@ def fill_recent_menu(window: FilesWindow, menu: QMenu) -> None:
     menu.clear()
     recent = window.settings.recent_files()
     for path in recent:
-        action = menu.addAction(path.name)
+        action = menu.addAction(path.name + ("/" if path.is_dir() else ""))  # open_paths opens a folder as one
         action.setToolTip(str(path))
         action.setData(str(path))
         action.triggered.connect(window.open_recent)

@@ -32,6 +32,8 @@ from ...core.images import DEFAULT_MAX_PIXELS, ImageLoadError, find_images, load
 from ..jobs import JobPool, Outcome
 
 THUMBNAIL_SIZE = 96
+#: drawn under the red cross of a file that cannot be read
+BROKEN_LABEL = "unreadable"
 #: item data role holding the thumbnail state: "loading", "ready" or "broken"
 STATE_ROLE = Qt.ItemDataRole.UserRole + 1
 #: item data role holding the image path (a str)
@@ -119,6 +121,10 @@ class _ThumbnailDelegate(QStyledItemDelegate):
             pixmap = icon.pixmap(size)
             painter.drawPixmap(rect.center().x() - size.width() // 2 + 1,
                                rect.center().y() - size.height() // 2 + 1, pixmap)
+        if index.data(STATE_ROLE) == "broken":  # words as well as the red cross: not just a missing thumbnail
+            painter.setPen(QColor(170, 30, 30))
+            painter.drawText(rect.adjusted(0, 0, 0, -4), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
+                             BROKEN_LABEL)
         painter.restore()
 
     def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:  # noqa: N802 — Qt override
@@ -221,6 +227,13 @@ class Filmstrip(QWidget):
         """Move to the previous image and emit imageActivated; stops at the first one."""
         return self._step(-1)
 
+    def mark_broken(self, index: int, reason: str) -> None:
+        """Mark ``index`` as a file that cannot be read (the window found out before its thumbnail did)."""
+        item = self.list.item(index)
+        item.setIcon(self.broken_icon)
+        item.setData(STATE_ROLE, "broken")
+        item.setToolTip(f"{self._paths[index]}\ncannot show this image: {reason}")
+
     def thumbnail_state(self, index: int) -> str:
         """"loading", "ready" or "broken"."""
         return self.list.item(index).data(STATE_ROLE)
@@ -276,10 +289,8 @@ class Filmstrip(QWidget):
             failure = outcome.failure
             error = failure.error.reason if failure and isinstance(failure.error, ImageLoadError) else (
                 failure.message if failure else "stopped")
-            item.setIcon(self.broken_icon)
-            item.setData(STATE_ROLE, "broken")
-            item.setToolTip(f"{self._paths[row]}\ncannot show this image: {error}")
-        else:
+            self.mark_broken(row, error)
+        elif item.data(STATE_ROLE) != "broken":  # a thumbnail may decode where the whole image cannot
             item.setIcon(QIcon(QPixmap.fromImage(outcome.value)))
             item.setData(STATE_ROLE, "ready")
 
