@@ -4,9 +4,10 @@ model (download or import, in the model manager), or build a model from a folder
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QCommandLinkButton, QDialog, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCommandLinkButton, QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
 from ..core.store import DEMO_ID, ModelStore
+from .screen_fit import centre_on_screen
 
 
 class FirstRunDialog(QDialog):
@@ -24,7 +25,7 @@ class FirstRunDialog(QDialog):
                        "(Later: <i>File → Manage Models…</i>)")
         intro.setWordWrap(True)
         self.demo = QCommandLinkButton("Start with the demo model",
-                                       "Opens instantly and works offline: a small stand-in model with real weights "
+                                       "Already loading, and works offline: a small stand-in model with real weights "
                                        "(EfficientNet-Lite0 + MiniLM), 1024 concepts.")
         self.reference = QCommandLinkButton("Get the reference Insight model",
                                             "OpenCLIP ViT-B/16 + CLIP-DINOiser + the authors' SAE: download once "
@@ -37,7 +38,11 @@ class FirstRunDialog(QDialog):
                              (self.build, self.open_builder)):
             button.clicked.connect(slot)
             layout.addWidget(button)
+        self.close_buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.close_buttons.rejected.connect(self.reject)  # keep whatever model is open (the demo, loading)
+        layout.addWidget(self.close_buttons)
         self.demo.setEnabled(self.store.find(DEMO_ID) is not None)
+        centre_on_screen(self)  # not on the main window, which may be larger than the screen
 
     @Slot()
     def choose_demo(self) -> None:

@@ -144,6 +144,9 @@ class ModelManagerDialog(QDialog):
         row.addWidget(self.progress)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
+        self.close_buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.close_buttons.rejected.connect(self.reject)  # reject() also stops a running job
+        layout.addWidget(self.close_buttons)
         self._set_busy(False)
         self.refresh()
 

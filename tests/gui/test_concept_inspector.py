@@ -94,3 +94,43 @@ def test_candidates_and_thumbnails(qtbot, document):
     assert pm.width() == pytest.approx(pm.height() * 8, rel=0.05)  # the strip keeps its 8:1 shape
     document.select_concept(6)  # no picture for 6
     assert not strip.has_picture() and strip.text() == NO_THUMBNAILS
+
+
+def test_the_template_column_and_the_parents_are_explained(qtbot, inspector, document):
+    table = inspector.candidates
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert headers == ["Candidate", "Template", "Vocabulary", "Score"]  # "Family" read as a part of speech
+    assert "not the word's part of speech" in table.horizontalHeaderItem(1).toolTip()
+    document.select_concept(0)
+    heading = inspector.parents_heading
+    assert "D̂" not in heading.text() and "Parents" in heading.text()
+    assert "share of this concept's activation" in heading.toolTip()
+    assert "share of this concept's activation" in inspector.parents.toolTip()
+
+
+def test_tab_leaves_the_candidate_names_table(qtbot, document):
+    from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
+
+    catalog = document.catalog
+    candidates = [()] * catalog.n_concepts
+    candidates[5] = tuple(NameCandidate(f"word{i}", "noun", "everyday", 0.3 - i / 100) for i in range(4))
+    names = ConceptNames(names=catalog.names.all(), candidates=tuple(candidates), method="vanilla")
+    document.set_catalog(dataclasses.replace(catalog, names=NameBook(names)))
+    host = QWidget()
+    layout = QVBoxLayout(host)
+    inspector = ConceptInspector(document)
+    after = QLineEdit()  # whatever comes next in the window
+    layout.addWidget(inspector)
+    layout.addWidget(after)
+    show_widget(qtbot, host, 360, 800)
+    host.activateWindow()
+    qtbot.waitUntil(lambda: host.isActiveWindow(), timeout=5000)
+    document.select_concept(5)
+    table = inspector.candidates
+    table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is table, timeout=5000)
+    for _ in range(3):  # a trap would keep it in the table's cells however often Tab is pressed
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        if QApplication.focusWidget() is not table:
+            break
+    assert QApplication.focusWidget() is not table

@@ -131,3 +131,22 @@ def test_download_with_progress_then_open_a_bundle(qtbot, manager, store, tmp_pa
     with qtbot.waitSignal(manager.modelChosen) as chosen:
         qtbot.mouseClick(manager.open_button, Qt.MouseButton.LeftButton)
     assert chosen.args == [str(bundle.path)]
+
+
+def test_the_welcome_dialog_closes_without_choosing_and_says_the_demo_is_loading(qtbot, store):
+    dialog = FirstRunDialog(store)
+    qtbot.addWidget(dialog)
+    chosen = []
+    dialog.modelChosen.connect(chosen.append)
+    dialog.show()
+    assert "instantly" not in dialog.demo.description() and "loading" in dialog.demo.description().lower()
+    close = dialog.close_buttons.button(dialog.close_buttons.StandardButton.Close)
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible() and chosen == []
+
+
+def test_the_models_dialog_has_a_close_button(qtbot, manager):
+    close = manager.close_buttons.button(manager.close_buttons.StandardButton.Close)
+    assert close is not None and close.isVisible()
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
+    assert not manager.isVisible()

@@ -35,6 +35,16 @@ NO_THUMBNAILS = "No thumbnails in this model"
 MAX_LIST_ROWS = 6
 #: the top-patch strip is drawn at most this tall (its crops are 64 px by default)
 MAX_STRIP_HEIGHT = 96
+#: the number after a parent is D̂ of docs/method.md §4, said in words
+PARENTS_TIP = ("A parent fires wherever this concept fires: the number is the share of this concept's "
+               "activation that falls where the parent is active too (D̂ in the method; a parent needs > 0.75).")
+HEADING_TIPS = {"Parents": PARENTS_TIP,
+                "Children": "Concepts that fire mostly where this one fires (this concept is their parent)."}
+CANDIDATE_TIPS = ("A word or phrase the concept may stand for",
+                  "The family of prompt templates the word fitted best in: noun ('a photo of a …'), "
+                  "adjective ('something that is …') or verb ('someone …'); not the word's part of speech",
+                  "The word list the candidate came from",
+                  "Cosine similarity between the concept and the templated word (higher fits better)")
 
 
 class ThumbnailStrip(QLabel):
@@ -108,7 +118,13 @@ class ConceptInspector(QWidget):
         self.thumbnails = ThumbnailStrip(self)
 
         self.candidates = QTableWidget(0, 4, self)
-        self.candidates.setHorizontalHeaderLabels(["Candidate", "Family", "Vocabulary", "Score"])
+        self.candidates.setHorizontalHeaderLabels(["Candidate", "Template", "Vocabulary", "Score"])
+        for column, tip in enumerate(CANDIDATE_TIPS):
+            header_item = self.candidates.horizontalHeaderItem(column)
+            if header_item is not None:
+                header_item.setToolTip(tip)
+        # Tab moves on to the next widget; arrows move between cells (Tab inside would trap the keyboard).
+        self.candidates.setTabKeyNavigation(False)
         self.candidates.verticalHeader().hide()
         self.candidates.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.candidates.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -117,7 +133,7 @@ class ConceptInspector(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # a handful of rows: cheap
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.no_candidates = QLabel("No candidate names (named by hand or by index)", self)
-        self.parents = self._link_list("Click a parent to select it")
+        self.parents = self._link_list("Click a parent to select it. " + PARENTS_TIP)
         self.no_parents = QLabel("None: a root of the hierarchy", self)
         self.children = self._link_list("Click a child to select it")
         self.no_children = QLabel("None", self)
@@ -131,9 +147,12 @@ class ConceptInspector(QWidget):
         layout.addWidget(self.facts)
         layout.addWidget(self.thumbnails)
         for title, widgets in (("Candidate names", (self.candidates, self.no_candidates)),
-                               ("Parents (D̂)", (self.parents, self.no_parents)),
+                               ("Parents", (self.parents, self.no_parents)),
                                ("Children", (self.children, self.no_children))):
             heading = QLabel(f"<b>{title}</b>", page)
+            heading.setToolTip(HEADING_TIPS.get(title, ""))
+            if title == "Parents":
+                self.parents_heading = heading
             layout.addWidget(heading)
             for w in widgets:
                 layout.addWidget(w)

@@ -18,7 +18,7 @@ def _slider(tooltip: str) -> QLabeledDoubleSlider:
     s.setRange(0.0, 1.0)
     s.setSingleStep(0.05)
     s.setDecimals(2)
-    s.setMinimumWidth(130)
+    s.setMinimumWidth(80)  # four of them must fit a 1366-pixel screen at 150 %
     s.setToolTip(tooltip)
     return s
 
