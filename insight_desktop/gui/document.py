@@ -102,6 +102,11 @@ class Document:
         self.overlay = OverlaySettings()
         self.classes: tuple[str, ...] = DEFAULT_CLASSES
         self.background: bool = False
+        #: the image view's visible area, {"rect": [x, y, width, height]} in image pixels; kept by
+        #: the canvas so that a session saves it, None before an image is shown
+        self.view: dict[str, Any] | None = None
+        #: (image, view) a reopened session asks for: the canvas shows it once that image is shown
+        self.view_to_restore: tuple[Path, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ model, image, analysis
     def set_catalog(self, catalog: ConceptCatalog | None) -> None:

@@ -70,6 +70,15 @@ def label_rgba(labels: np.ndarray, colours: Sequence[tuple[int, int, int]], hidd
     return np.take(table, labels, axis=0, mode="clip")
 
 
+def residual_lut(n: int = 256) -> np.ndarray:
+    """The residual layer's colours, grey → red with rising opacity, as an [n, 4] uint8 table (for its colour bar)."""
+    v = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+    out = np.empty((n, 4), dtype=np.uint8)
+    out[:, :3] = np.rint(RESIDUAL_LOW + (RESIDUAL_HIGH - RESIDUAL_LOW) * v)
+    out[:, 3] = np.rint(v[:, 0] * 255)
+    return out
+
+
 def residual_rgba(residual: np.ndarray) -> np.ndarray:
     """Upsampled reconstruction error [H, W] → RGBA: grey → red and more opaque as it grows (relative to its max)."""
     top = float(residual.max()) if residual.size else 0.0

@@ -294,8 +294,7 @@ class MainWindow(QMainWindow):
         self.index = index
         self.filmstrip.set_current(index)
         self.settings.add_recent_file(self.folder or path)  # a folder is one entry, not one per image
-        self.document.set_image(path, rgb)
-        self.canvas.fit()
+        self.document.set_image(path, rgb)  # the canvas fits it (or shows a reopened session's view)
         self.request_analysis()
         window_navigation.update_title_and_position(self)
         return None

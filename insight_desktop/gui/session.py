@@ -183,7 +183,10 @@ def session_from_document(document: Document, images: Sequence[str | os.PathLike
                           folder: str | os.PathLike | None = None,
                           view: Mapping[str, Any] | None = None) -> Session:
     """The session of a window: its document's classes, selections and overlay plus what the
-    main window knows (the image list, the model file, the device, the folder, the view)."""
+    main window knows (the image list, the model file, the device, the folder); the view is the
+    document's (the zoom and pan the image view keeps there) unless ``view`` is given."""
+    if view is None:
+        view = document.view
     return Session(images=tuple(Path(p) for p in images), index=int(index),
                    model_path=Path(model_path) if model_path is not None else None, device=device,
                    classes=document.classes, background=document.background, concept=document.concept,
@@ -194,12 +197,15 @@ def session_from_document(document: Document, images: Sequence[str | os.PathLike
 def apply_session_to_document(session: Session, document: Document) -> None:
     """Set the document's classes and overlay, and the selections as far as they apply now.
 
-    The main window loads the model and the image itself.  Loading a model clears the concept
+    The main window loads the model and the image itself; the image view shows the session's
+    zoom and pan once the session's image is shown.  Loading a model clears the concept
     and a new analysis clears the segment, so call :func:`apply_session_selections` again once
     the session's analysis has arrived.
     """
     document.set_classes(session.classes, session.background)
     document.set_overlay(**{f.name: getattr(session.overlay, f.name) for f in fields(OverlaySettings)})
+    image = session.current_image
+    document.view_to_restore = (image, dict(session.view)) if image is not None and session.view else None
     apply_session_selections(session, document)
 
 

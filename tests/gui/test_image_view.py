@@ -364,3 +364,37 @@ def test_every_clicked_pixel_selects_exactly_its_own_patch(document):
             region = patch_region(a, y, x)
             assert region.top <= y < region.bottom and region.left <= x < region.right
             assert document.region_patches(region) == (slice(r, r + 1), slice(c, c + 1))
+
+
+def bar_fraction(bar, y_view: float) -> float:
+    """Where ``y_view`` (in the bar's own coordinates) is drawn, as a fraction of the bar from its bottom."""
+    def scene_y(v):
+        return bar.vb.mapViewToScene(QPointF(0.5, v)).y()
+    return (scene_y(0) - scene_y(y_view)) / (scene_y(0) - scene_y(256))
+
+
+def test_the_threshold_is_marked_on_the_colour_bar(canvas, document):
+    assert not canvas.threshold_marker.isVisible()  # no threshold, nothing hidden, no mark
+    document.set_overlay(threshold=0.25)  # what the threshold slider does
+    QApplication.processEvents()
+    marker = canvas.threshold_marker
+    assert marker.isVisible() and marker.scene() is canvas.colorbar.scene()
+    assert canvas.colorbar.levels() == (0.0, 1.0)
+    assert bar_fraction(canvas.colorbar, marker.value()) == pytest.approx(0.25, abs=0.01)
+    document.set_overlay(threshold=0.6)
+    QApplication.processEvents()
+    assert bar_fraction(canvas.colorbar, marker.value()) == pytest.approx(0.6, abs=0.01)
+
+
+def test_the_residual_layer_has_its_own_colour_bar(canvas, document):
+    assert canvas.residual_bar.scene() is None  # not shown while the layer is off
+    document.set_overlay(show_residual=True)
+    QApplication.processEvents()
+    bar = canvas.residual_bar
+    assert bar.scene() is not None and bar.isVisible()
+    assert "‖x − x̂‖" in bar.getAxis("left").labelText
+    top = float(canvas._upsampled_residual(document.analysis).max())
+    assert top > 0 and bar.levels() == pytest.approx((0.0, top))
+    assert canvas.colorbar.scene() is not None  # the heatmap keeps its own bar next to it
+    document.set_overlay(show_residual=False)
+    assert canvas.residual_bar.scene() is None

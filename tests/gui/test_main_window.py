@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from insight_desktop.core.paths import resource_path
 from insight_desktop.gui.settings import AppSettings
@@ -183,6 +183,35 @@ def test_session_round_trip(qtbot, window, tiny_bundle, tmp_path, monkeypatch):
     other.close()
 
 
+def test_a_session_brings_back_the_zoom_and_pan(qtbot, window, tiny_bundle, tmp_path, monkeypatch):
+    from insight_desktop.gui import window_files
+    from insight_desktop.gui.main_window import MainWindow
+
+    open_chelsea(qtbot, window, tiny_bundle)
+    zoom_on(window.canvas, 100, 150)
+    window.canvas.zoom_out()
+    shown = window.canvas.viewbox.viewRect()
+    path = tmp_path / "zoomed.insight-session"
+    monkeypatch.setattr(window_files.QFileDialog, "getSaveFileName", lambda *args, **kw: (str(path), ""))
+    window.actions.save_session.trigger()
+    assert json.loads(path.read_text())["view"] is not None
+
+    other = MainWindow(AppSettings(QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)))
+    qtbot.addWidget(other)
+    other.resize(window.size())
+    other.show()
+    qtbot.waitExposed(other)
+    other.start(session=path)
+    qtbot.waitUntil(lambda: other.document.analysis is not None and not other.worker.is_busy, timeout=60_000)
+    QApplication.processEvents()
+    again = other.canvas.viewbox.viewRect()
+    assert other.canvas.viewbox.size() == window.canvas.viewbox.size()
+    for a, b in ((again.x(), shown.x()), (again.y(), shown.y()),
+                 (again.width(), shown.width()), (again.height(), shown.height())):
+        assert abs(a - b) < 1.0, (again, shown)
+    other.close()
+
+
 def test_export_view_and_contributions(qtbot, window, tiny_bundle, tmp_path, monkeypatch):
     from PIL import Image
 
@@ -196,7 +225,10 @@ def test_export_view_and_contributions(qtbot, window, tiny_bundle, tmp_path, mon
         assert im.size[1] >= window.document.image.shape[0] and im.size[0] > window.document.image.shape[1]
     target = tmp_path / "contributions.json"
     window.actions.export_contributions.trigger()
-    assert target.stat().st_size > 0
+    origin = json.loads(target.read_text(encoding="utf-8"))["provenance"]
+    doc = window.document
+    assert origin["image"] == str(doc.image_path) and origin["backbone"] == doc.catalog.backbone_id
+    assert origin["model_path"] == str(doc.catalog.path)
 
 
 def test_shortcuts_dialog_lists_the_window_actions(qtbot, window):

@@ -152,3 +152,16 @@ def test_concept_is_selected_when_the_model_is_loaded(document):
     apply_session_to_document(Session(classes=("sky",), concept=5), document)
     assert document.concept == 5 and document.classes == ("sky",)
     assert session_from_document(document, [], 0, None).concept == 5
+
+
+def test_the_view_travels_through_the_document(full_session):
+    """The image view keeps its visible area in the document; a session saves it and asks for it back."""
+    source = Document()
+    source.view = {"rect": [10.0, 20.0, 30.0, 40.0]}
+    session = session_from_document(source, full_session.images, 1, None)
+    assert Session.from_dict(session.to_dict()).view == {"rect": [10.0, 20.0, 30.0, 40.0]}
+    target = Document()
+    apply_session_to_document(session, target)
+    assert target.view_to_restore == (full_session.images[1], {"rect": [10.0, 20.0, 30.0, 40.0]})
+    apply_session_to_document(Session(images=full_session.images), target)
+    assert target.view_to_restore is None  # a session without a view leaves the fit

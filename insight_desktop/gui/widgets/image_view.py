@@ -29,6 +29,7 @@ from ..layers import (
     label_rgba,
     patch_activation,
     patch_region,
+    residual_lut,
     residual_rgba,
 )
 
@@ -39,6 +40,9 @@ LAYERS = ("segmentation", "residual", "heatmap")
 REGION_COLOUR = "#00e5ff"
 #: the residual layer has no opacity setting; this keeps the photo readable under a poor reconstruction
 RESIDUAL_OPACITY = 0.7
+RESIDUAL_LABEL = "reconstruction error ‖x − x̂‖"
+#: the colour bars draw their colours over 0..BAR_STEPS in their own coordinates
+BAR_STEPS = 256
 
 
 class QtImageViewBox(pg.ViewBox):
@@ -116,6 +120,14 @@ class ImageCanvas(QWidget):
         self.viewbox.addItem(self.region_item, ignoreBounds=True)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), width=14, label="relative activation",
                                         interactive=False, colorMapMenu=False)
+        # the threshold slider's value on the heatmap's bar: heat below it is not drawn
+        self.threshold_marker = pg.InfiniteLine(angle=0, movable=False, pen=_cosmetic_pen("#ffffff"))
+        self.threshold_marker.setZValue(10)
+        self.colorbar.addItem(self.threshold_marker)
+        self.residual_bar = pg.ColorBarItem(values=(0.0, 1.0), width=14, label=RESIDUAL_LABEL,
+                                            interactive=False, colorMapMenu=False)
+        lut = residual_lut(BAR_STEPS)
+        self.residual_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut, name="residual"))
 
         self.hint = QLabel(HINT)
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -127,6 +139,7 @@ class ImageCanvas(QWidget):
 
         self.viewbox.leftClicked.connect(self._on_left_click)
         self.viewbox.rectangleDrawn.connect(self._on_rectangle)
+        self.viewbox.sigRangeChanged.connect(self._remember_view)
         self.view.scene().sigMouseMoved.connect(self._on_mouse_moved)
         document.imageChanged.connect(self._on_image_changed)
         document.analysisChanged.connect(self._render)
@@ -154,6 +167,25 @@ class ImageCanvas(QWidget):
 
     def zoom_out(self) -> None:
         self.viewbox.scaleBy((ZOOM_STEP, ZOOM_STEP))
+
+    def _remember_view(self, *_args) -> None:
+        """Keep the visible area in the document, where a saved session finds it."""
+        if self.document.image is None:
+            self.document.view = None
+            return
+        r = self.viewbox.viewRect()
+        self.document.view = {"rect": [round(v, 2) for v in (r.x(), r.y(), r.width(), r.height())]}
+
+    def _restore_view(self) -> None:
+        """Show the zoom and pan a reopened session asked for, once its image is shown."""
+        wanted = self.document.view_to_restore
+        if wanted is None or wanted[0] != self.document.image_path:
+            return
+        self.document.view_to_restore = None
+        rect = wanted[1].get("rect")
+        if (isinstance(rect, list) and len(rect) == 4 and all(isinstance(v, (int, float)) for v in rect)
+                and rect[2] > 0 and rect[3] > 0):  # a hand-edited view that is not a rectangle keeps the fit
+            self.viewbox.setRange(QRectF(*(float(v) for v in rect)), padding=0)
 
     def set_rectangle_mode(self, on: bool) -> None:
         """With it on, a plain left drag draws a selection rectangle (Ctrl+drag always does)."""
@@ -211,10 +243,12 @@ class ImageCanvas(QWidget):
         if image is None:
             self.photo_item.clear()
             self._stack.setCurrentWidget(self.hint)
+            self.document.view = None
         else:
             self.photo_item.setImage(image, autoLevels=False, levels=(0, 255))
             self._stack.setCurrentWidget(self.view)
             self.fit()
+            self._restore_view()
         self._render()
         self._show_region(self.document.region)
 
@@ -265,16 +299,26 @@ class ImageCanvas(QWidget):
 
     def _update_colorbar(self) -> None:
         shown = self.items["heatmap"].isVisible()
-        in_layout = self.colorbar.scene() is not None
+        self._place_bar(self.colorbar, shown, 1)
+        overlay = self.document.overlay
+        if shown and overlay.colormap != self._bar_colormap:
+            lut = colormap_lut(overlay.colormap)
+            self.colorbar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut, name=overlay.colormap))
+            self._bar_colormap = overlay.colormap
+        self.threshold_marker.setValue(overlay.threshold * BAR_STEPS)  # the bar spans heat 0..1
+        self.threshold_marker.setVisible(overlay.threshold > 0)
+        residual = self._residual[1] if self._residual is not None and self.items["residual"].isVisible() else None
+        self._place_bar(self.residual_bar, residual is not None, 2)
+        if residual is not None:
+            # the layer's colours are relative to the image's largest error: the bar says what that is
+            self.residual_bar.setLevels((0.0, float(residual.max()) if residual.size else 0.0))
+
+    def _place_bar(self, bar: pg.ColorBarItem, shown: bool, column: int) -> None:
+        in_layout = bar.scene() is not None
         if shown and not in_layout:
-            self.view.ci.addItem(self.colorbar, 0, 1)
+            self.view.ci.addItem(bar, 0, column)
         elif not shown and in_layout:
-            self.view.ci.removeItem(self.colorbar)  # hiding alone would keep its space
-        name = self.document.overlay.colormap
-        if shown and name != self._bar_colormap:
-            lut = colormap_lut(name)
-            self.colorbar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut, name=name))
-            self._bar_colormap = name
+            self.view.ci.removeItem(bar)  # hiding alone would keep its space
 
     def _show_region(self, region: Region | None) -> None:
         if region is None or self.document.image is None:
