@@ -92,19 +92,23 @@ def cmd_analyze(args) -> int:
             except AnalysisStopped:
                 print("stopped", file=sys.stderr)
                 return 130
-            write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path))
+            write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path),
+                           model=str(analyzer.model.path), backbone=analyzer.model.manifest.backbone.get("id"))
             if not args.quiet:
                 tqdm.write(f"{path.name}: windows: {analysis.window_description}")
     print(f"{len(args.images) - failed} image(s) analysed into {out}" + (f"; {failed} skipped" if failed else ""))
     return 1 if failed else 0
 
 
-def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, source: str = "") -> dict:
+def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, source: str = "",
+                   model: str | None = None, backbone: str | None = None) -> dict:
     """Heatmaps of the top concepts, label mask + legend + overlay, JSON and CSVs for one image;
-    concepts named by ``names`` (a :class:`~..core.concepts.names.NameBook`: the analysis holds ids only)."""
+    concepts named by ``names`` (a :class:`~..core.concepts.names.NameBook`: the analysis holds ids only).
+    The JSON's ``provenance`` (and the contributions CSV's sidecar) record the image, the concept
+    model ``model``, the ``backbone`` id, the window mode and the app version."""
     from PIL import Image
 
-    from ..core.report import save_contributions, save_label_mask
+    from ..core.report import provenance, save_contributions, save_label_mask
     from ..core.tasks import render
 
     h, w = analysis.image_size
@@ -125,7 +129,9 @@ def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, 
             _png(out / entry["heatmap"], render.heat_overlay(photo, analysis.display_map(c.concept, view)))
         concepts.append(entry)
     f = analysis.faithfulness
-    report = {"image": source, "image_size": [h, w], "analysis_size": list(analysis.analysis_size),
+    origin = provenance(analysis, image=source, model=model, backbone=backbone)
+    report = {"image": source, "provenance": origin,
+              "image_size": [h, w], "analysis_size": list(analysis.analysis_size),
               "grid": list(analysis.grid), "windows": analysis.windows, "window_mode": analysis.window_mode,
               "window_description": analysis.window_description,
               "faithfulness": {"fvu": _finite(f.fvu), "cosine": _finite(f.cosine),
@@ -164,7 +170,7 @@ def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, 
         [(r, c.concept, names.name(c.concept), c.level, f"{c.activation:.6g}", c.patches,
           ";".join(map(str, c.parents))) for r, c in enumerate(analysis.concepts, start=1)]))
     # every class, every concept, the biases
-    save_contributions(out / f"{stem}_contributions.csv", analysis, names.name)
+    save_contributions(out / f"{stem}_contributions.csv", analysis, names.name, origin)
     return report
 
 

@@ -13,17 +13,33 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .fileio import atomic_write_bytes
 from .tasks.render import class_colours, label_png
 
 #: columns of a contributions table. ``task`` is "segment", "zero-shot", "probe" or "activation";
 #: ``label`` the segment label or class index; bias rows have no concept and the name "(bias)"
-#: (as in ``insight analyze``'s CSV); activation rows hold a concept's image-level activation.
-COLUMNS = ("task", "label", "class", "pixels", "concept", "name", "value")
+#: (as in ``insight analyze``'s CSV); ``unit`` says what ``value`` is (:data:`UNITS`).
+COLUMNS = ("task", "label", "class", "pixels", "concept", "name", "value", "unit")
+#: what ``value`` holds, by task: a segment's contributions add up to its logit summed over its
+#: pixels, a class's to its logit; activation rows hold a concept's image-level activation.
+UNITS = {"segment": "logit_sum", "zero-shot": "logit", "probe": "logit", "activation": "activation"}
 BIAS_NAME = "(bias)"
 FORMAT = "insight-contributions"
+#: a CSV export's provenance sidecar: ``why.csv`` → ``why.provenance.json`` (a CSV has no header
+#: for it, and a ``#`` comment line would break plain CSV readers)
+PROVENANCE_SUFFIX = ".provenance.json"
+
+
+def provenance(analysis, *, image: str | Path | None, model: str | Path | None, backbone: str | None) -> dict:
+    """Where an export came from: the image, the concept model (folder or file name and full path),
+    the backbone id, the sliding-window mode and the app version."""
+    from .. import __version__
+
+    return {"image": str(image) if image else None, "model": Path(model).name if model else None,
+            "model_path": str(model) if model else None, "backbone": backbone or None,
+            "window_mode": analysis.window_mode, "app_version": __version__}
 
 
 def save_label_mask(path: str | Path, segmentation, colours: Sequence[tuple[int, int, int]] | None = None) -> Path:
@@ -57,7 +73,7 @@ def contributions_rows(analysis, name_of: Callable[[int], str]) -> list[dict[str
     rows: list[dict[str, Any]] = []
 
     def row(task, label, cls, pixels, concept, name, value) -> None:
-        rows.append(dict(zip(COLUMNS, (task, label, cls, pixels, concept, name, float(value)))))
+        rows.append(dict(zip(COLUMNS, (task, label, cls, pixels, concept, name, float(value), UNITS[task]))))
 
     seg = analysis.segmentation
     if seg is not None:
@@ -80,22 +96,33 @@ def contributions_rows(analysis, name_of: Callable[[int], str]) -> list[dict[str
     return rows
 
 
-def save_contributions(path: str | Path, analysis, name_of: Callable[[int], str]) -> None:
-    """:func:`contributions_rows` as CSV (``.csv``) or JSON (``.json``: ``{"format", "columns", "rows"}``)."""
+def save_contributions(path: str | Path, analysis, name_of: Callable[[int], str],
+                       source: Mapping[str, Any] | None = None) -> Path | None:
+    """:func:`contributions_rows` as CSV (``.csv``) or JSON (``.json``: ``{"format", "provenance",
+    "columns", "rows"}``). ``source`` is the :func:`provenance` (without one, only the window mode and
+    app version are known); a CSV gets it in a sidecar (:data:`PROVENANCE_SUFFIX`), whose path is returned."""
     path = Path(path)
     rows = contributions_rows(analysis, name_of)
+    origin = dict(source) if source is not None else provenance(analysis, image=None, model=None, backbone=None)
     suffix = path.suffix.lower()
+    sidecar = None
     if suffix == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows([_cell(r[k]) for k in COLUMNS] for r in rows)
         data = buf.getvalue()
+        sidecar = path.with_name(path.stem + PROVENANCE_SUFFIX)
     elif suffix == ".json":
-        data = json.dumps({"format": FORMAT, "columns": list(COLUMNS), "rows": rows}, indent=1, allow_nan=False) + "\n"
+        data = json.dumps({"format": FORMAT, "provenance": origin, "columns": list(COLUMNS), "rows": rows},
+                          indent=1, allow_nan=False) + "\n"
     else:
         raise ValueError(f"cannot export contributions as '{suffix or path.name}': use .csv or .json")
     atomic_write_bytes(path, data.encode("utf-8"))
+    if sidecar is not None:
+        meta = {"format": FORMAT, "table": path.name, "provenance": origin, "units": UNITS}
+        atomic_write_bytes(sidecar, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    return sidecar
 
 
 def _cell(v: Any) -> str:

@@ -7,8 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QLineEdit,
+    QMenu,
+    QMenuBar,
+    QPlainTextEdit,
+    QTextEdit,
+    QWidget,
+)
+
+#: A widget with this property set to True takes plain typed keys (e.g. a list with type-to-rename).
+TYPING_TARGET = "takesTyping"
+_TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
+_COMMAND_MODIFIERS = (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+                      | Qt.KeyboardModifier.MetaModifier)
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,27 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
 }
 
 
+class TypingGuard(QObject):
+    """Lets text fields (and widgets marked :data:`TYPING_TARGET`) take printable keys before the
+    window's single-key shortcuts (F, H, S, R, O, [, ], ., ,) see them.
+
+    Qt offers a key to the focus widget as a ShortcutOverride first; accepting it there turns the
+    key into a plain key press. Without this, typing "rose" fires R and S once focus leaves the
+    line edit for the list it edits."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
+                and _takes_typing(watched)  # the receiver: the focus widget
+                and not event.modifiers() & _COMMAND_MODIFIERS
+                and event.text() and event.text().isprintable()):
+            event.accept()
+        return False
+
+
+def _takes_typing(widget: QObject) -> bool:
+    return isinstance(widget, _TEXT_INPUTS) or (isinstance(widget, QWidget) and bool(widget.property(TYPING_TARGET)))
+
+
 class Actions:
     """The window's QActions as attributes (``actions.open_image``), built from :data:`MENUS`."""
 
@@ -98,3 +135,5 @@ class Actions:
                 window.addAction(action)  # shortcuts work even when the menu bar is hidden
                 setattr(self, spec.name, action)
                 self.all.append(action)
+        self.typing_guard = TypingGuard(window)
+        QApplication.instance().installEventFilter(self.typing_guard)

@@ -243,10 +243,13 @@ def ask_export_contributions(window: FilesWindow) -> None:
         return
     path = _save_path(window, "Export contributions", "contributions.csv", "CSV (*.csv);;JSON (*.json)")
     if path:
-        from ..core.report import save_contributions
+        from ..core.report import provenance, save_contributions
 
+        doc = window.document
+        source = provenance(a, image=doc.image_path, model=doc.catalog.path if doc.catalog else None,
+                            backbone=doc.catalog.backbone_id if doc.catalog else None)
         # names as shown now (the user's renames included), not as when the image was analysed
-        _export(window, lambda: save_contributions(path, a, window.document.concept_name), path)
+        _export(window, lambda: save_contributions(path, a, doc.concept_name, source), path)
 
 
 def _export(window: FilesWindow, write, path: str) -> None:

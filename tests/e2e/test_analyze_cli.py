@@ -47,6 +47,10 @@ def test_analyze_writes_pictures_tables_and_json(tmp_path, bundle, capsys):
     for stem, size in (("a", (200, 120)), ("b", (60, 90))):
         report = json.loads((out / f"{stem}.json").read_text())
         assert report["image_size"] == [size[1], size[0]]
+        assert report["provenance"]["model_path"] == str(bundle) and report["provenance"]["backbone"]
+        assert report["provenance"]["image"] == str(tmp_path / ("a.png" if stem == "a" else "b.jpg"))
+        sidecar = json.loads((out / f"{stem}_contributions.provenance.json").read_text())
+        assert sidecar["provenance"] == report["provenance"]
         assert len([c for c in report["concepts"] if "heatmap" in c]) == min(3, len(report["concepts"]))
         for c in report["concepts"][:3]:
             assert Image.open(out / c["heatmap"]).size == size
@@ -60,6 +64,7 @@ def test_analyze_writes_pictures_tables_and_json(tmp_path, bundle, capsys):
             if s["name"] != "background":
                 full = [r for r in csv.DictReader(open(out / f"{stem}_contributions.csv"))
                         if r["task"] == "segment" and r["class"] == s["name"]]
+                assert {r["unit"] for r in full} == {"logit_sum"}
                 assert sum(float(r["value"]) for r in full) == pytest.approx(s["logit_sum"], rel=1e-4)
         assert report["classification"]["method"] == "zero-shot"
         assert report["classification"]["predicted"] in ("sky", "grass", "road")

@@ -6,12 +6,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from insight_desktop.core.report import BIAS_NAME, COLUMNS, contributions_rows, save_contributions, save_label_mask
+from insight_desktop import __version__
+from insight_desktop.core.report import (
+    BIAS_NAME,
+    COLUMNS,
+    UNITS,
+    contributions_rows,
+    provenance,
+    save_contributions,
+    save_label_mask,
+)
 from insight_desktop.core.tasks.classification import probe_classify
 from insight_desktop.core.tasks.render import class_colours
 
@@ -73,12 +83,17 @@ def test_rows_hold_every_contribution(analysis, tiny_catalog):
     rows = contributions_rows(analysis, tiny_catalog.name)
     assert all(tuple(r) == COLUMNS for r in rows)
     _check_rows(rows, analysis, tiny_catalog.name)
+    # a segment's values add up to its logit summed over its pixels, a class's to its logit
+    assert {(r["task"], r["unit"]) for r in rows} == {(t, UNITS[t]) for t in {r["task"] for r in rows}}
+    assert UNITS["segment"] == "logit_sum" and UNITS["zero-shot"] == UNITS["probe"] == "logit"
     assert {r["name"] for r in rows if r["concept"] is not None} <= {f"c{j}" for j in range(64)}  # the model's names
 
 
 def test_csv_round_trip(tmp_path, analysis, tiny_catalog):
     path = tmp_path / "why.csv"
-    save_contributions(path, analysis, tiny_catalog.name)
+    origin = provenance(analysis, image="/photos/chelsea.png", model=tiny_catalog.path,
+                        backbone=tiny_catalog.backbone_id)
+    sidecar = save_contributions(path, analysis, tiny_catalog.name, origin)
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == COLUMNS
@@ -91,13 +106,20 @@ def test_csv_round_trip(tmp_path, analysis, tiny_catalog):
     rows = [parse(r) for r in text]
     assert len(rows) == len(contributions_rows(analysis, tiny_catalog.name))
     _check_rows(rows, analysis, tiny_catalog.name)
-    assert [p.name for p in tmp_path.iterdir()] == ["why.csv"]  # written atomically, nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["why.csv", "why.provenance.json"]  # nothing left over
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert meta["table"] == "why.csv" and meta["provenance"] == origin
+    assert origin["image"] == "/photos/chelsea.png" and origin["backbone"] == tiny_catalog.backbone_id
+    assert origin["model"] == Path(tiny_catalog.path).name and origin["window_mode"] == analysis.window_mode
+    assert origin["app_version"] == __version__
 
 
 def test_json_round_trip(tmp_path, analysis, tiny_catalog):
     path = tmp_path / "why.json"
-    save_contributions(path, analysis, tiny_catalog.name)
+    origin = provenance(analysis, image="chelsea.png", model=tiny_catalog.path, backbone=tiny_catalog.backbone_id)
+    assert save_contributions(path, analysis, tiny_catalog.name, origin) is None  # no sidecar: JSON holds it
     data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["provenance"] == origin and list(tmp_path.iterdir()) == [path]
     assert data["columns"] == list(COLUMNS)
     assert data["rows"] == contributions_rows(analysis, tiny_catalog.name)
     _check_rows(data["rows"], analysis, tiny_catalog.name)

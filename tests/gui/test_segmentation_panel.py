@@ -54,7 +54,7 @@ def test_legend_lists_the_analysed_classes_with_their_colours_and_pixel_shares(p
         assert swatch.pixelColor(7, 7).getRgb()[:3] == colour
         assert item.checkState(0) == Qt.CheckState.Checked
     assert f"{100 * seg.agreement:.1f} %" in panel.agreement.text()
-    assert panel.notice.isHidden()  # the classes are the analysed ones
+    assert panel.notice.text() == ""  # the classes are the analysed ones
 
 
 def test_unticking_a_class_hides_it_and_the_document_drives_the_ticks(qtbot, panel, document):
@@ -198,3 +198,37 @@ def test_without_an_analysis_the_panel_asks_for_one(qtbot, panel, document):
     document.set_analysis(None)
     assert panel.legend.topLevelItemCount() == 0 and panel.chart.bars() == []
     assert panel.notice.text().startswith("Press Segment") and panel.segment_button.isEnabled()
+
+
+def test_the_add_remove_row_stays_put_whatever_the_notice_says(qtbot, panel, document):
+    def row_geometry():
+        qtbot.wait(10)  # let the layout settle
+        return [b.geometry().translated(b.parentWidget().mapTo(panel, QPoint(0, 0)))
+                for b in (panel.classes.add_button, panel.classes.remove_button)]
+
+    assert panel.notice.text() == ""          # the analysis matches the classes: nothing to say
+    settled = row_geometry()
+    document.set_classes(CLASSES + ("rocket",))
+    assert panel.notice.text() == "Classes changed — press Segment"
+    assert row_geometry() == settled
+    document.set_classes(("cat", "cat"))      # a problem, in red
+    assert "twice" in panel.notice.text()
+    assert row_geometry() == settled
+
+
+def test_a_preset_can_be_undone(qtbot, panel, document):
+    first = next(iter(CLASS_PRESETS))
+    assert not panel.classes.undo_button.isEnabled()
+    qtbot.keyClick(panel.classes.presets, Qt.Key.Key_Down)
+    assert document.classes == CLASS_PRESETS[first] != CLASSES
+    qtbot.keyClick(panel.classes.presets, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert document.classes == CLASSES and panel.classes.names() == CLASSES
+    assert not panel.classes.undo_button.isEnabled()  # nothing older to go back to
+
+    panel.classes.list.setCurrentRow(0)
+    qtbot.mouseClick(panel.classes.remove_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(panel.classes.presets, Qt.Key.Key_Down)
+    qtbot.mouseClick(panel.classes.undo_button, Qt.MouseButton.LeftButton)
+    assert document.classes == CLASSES[1:]
+    qtbot.mouseClick(panel.classes.undo_button, Qt.MouseButton.LeftButton)
+    assert document.classes == CLASSES

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -13,18 +14,25 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ...core.fileio import atomic_write_bytes
 from ...core.tasks.prompts import ClassListError, read_class_file
+from ..actions import TYPING_TARGET
 from ..document import CLASS_PRESETS
 
 
 class ClassListEditor(QWidget):
     """An editable list of class names: Add / Remove, double-click (or F2) to rename, Delete removes,
-    drag to reorder, presets, Load… / Save… (plain text, one class per line, UTF-8)."""
+    drag to reorder, presets, Load… / Save… (plain text, one class per line, UTF-8).
+
+    Every user edit can be undone (Undo button or Ctrl+Z inside the editor), a preset or a loaded
+    file included: both replace the whole list."""
+
+    HISTORY = 50  # undo steps kept
 
     edited = Signal(tuple)   # the names after a user edit
     problem = Signal(str)    # a file could not be read or written ('' clears it)
@@ -38,15 +46,21 @@ class ClassListEditor(QWidget):
         self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.list.setToolTip("Double-click a class to rename it; Delete removes; drag to reorder")
         self.list.installEventFilter(self)
+        self.list.setProperty(TYPING_TARGET, True)  # letters typed here are class names, not R/S shortcuts
         self.add_button, self.remove_button = QPushButton("Add"), QPushButton("Remove")
         self.load_button, self.save_button = QPushButton("Load…"), QPushButton("Save…")
         self.presets = QComboBox()
         self.presets.addItems(list(CLASS_PRESETS))
         self.presets.setPlaceholderText("Presets…")
         self.presets.setCurrentIndex(-1)
-        self.presets.setToolTip("Replace the list with a preset")
+        self.presets.setToolTip("Replace the list with a preset (Ctrl+Z brings the old list back)")
+        self.undo_button = QToolButton()
+        self.undo_button.setText("Undo")
+        self.undo_button.setToolTip("Undo the last change to the list (Ctrl+Z)")
+        self.undo_button.setEnabled(False)
         buttons = QHBoxLayout()
-        for w in (self.add_button, self.remove_button, self.presets, self.load_button, self.save_button):
+        for w in (self.add_button, self.remove_button, self.undo_button, self.presets, self.load_button,
+                  self.save_button):
             buttons.addWidget(w)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -54,6 +68,11 @@ class ClassListEditor(QWidget):
         layout.addLayout(buttons)
         self._folder = ""
         self._syncing = False
+        self._shown: tuple[str, ...] = ()           # the names as last emitted or set
+        self._history: list[tuple[str, ...]] = []   # earlier lists, newest last
+        undo = QShortcut(QKeySequence.StandardKey.Undo, self, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        undo.activated.connect(self.undo)
+        self.undo_button.clicked.connect(self.undo)
         self.add_button.clicked.connect(self.add_class)
         self.remove_button.clicked.connect(self.remove_selected)
         self.load_button.clicked.connect(self._load_clicked)
@@ -67,7 +86,24 @@ class ClassListEditor(QWidget):
         return tuple(self.list.item(i).text().strip() for i in range(self.list.count()))
 
     def set_names(self, names) -> None:
-        """Show ``names`` (no signal: this is the document speaking, not the user)."""
+        """Show ``names`` (no signal: this is the document speaking, not the user, so the undo history,
+        which belongs to the old list, is dropped)."""
+        if tuple(names) != self._shown:
+            self._history.clear()
+            self.undo_button.setEnabled(False)
+        self._shown = tuple(names)
+        self._show(names)
+
+    def undo(self) -> None:
+        """Bring back the list before the last user edit."""
+        if not self._history:
+            return
+        self._shown = self._history.pop()
+        self.undo_button.setEnabled(bool(self._history))
+        self._show(self._shown)
+        self.edited.emit(self._shown)
+
+    def _show(self, names) -> None:
         self._syncing = True
         self.list.clear()
         for name in names:
@@ -99,7 +135,7 @@ class ClassListEditor(QWidget):
         except (OSError, UnicodeDecodeError, ClassListError) as exc:
             self.problem.emit(f"Cannot load '{Path(path).name}': {getattr(exc, 'strerror', None) or exc}")
             return False
-        self.set_names(names)
+        self._show(names)
         self.problem.emit("")
         self._emit()
         return True
@@ -115,8 +151,14 @@ class ClassListEditor(QWidget):
 
     # ------------------------------------------------------------------ slots
     def _emit(self, *_) -> None:
-        if not self._syncing:
-            self.edited.emit(self.names())
+        if self._syncing:
+            return
+        names = self.names()
+        if names != self._shown:
+            self._history = [*self._history, self._shown][-self.HISTORY:]
+            self.undo_button.setEnabled(True)
+            self._shown = names
+        self.edited.emit(names)
 
     def _editor_closed(self, *_) -> None:
         blank = [i for i in range(self.list.count()) if not self.list.item(i).text().strip()]
@@ -128,7 +170,7 @@ class ClassListEditor(QWidget):
     def _preset_chosen(self, index: int) -> None:
         name = self.presets.itemText(index)
         self.presets.setCurrentIndex(-1)  # the combo is an action, not a state: show "Presets…" again
-        self.set_names(CLASS_PRESETS[name])
+        self._show(CLASS_PRESETS[name])
         self._emit()
 
     def _load_clicked(self) -> None:

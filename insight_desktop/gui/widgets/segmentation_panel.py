@@ -48,6 +48,10 @@ class SegmentationPanel(QWidget):
         self.segment_button.setDefault(True)
         self.notice = QLabel()
         self.notice.setWordWrap(True)
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # Always shown, two lines tall: a notice that came and went moved the Add/Remove row above it
+        # and caused misclicks. A longer message is clipped; its tooltip holds all of it.
+        self.notice.setFixedHeight(2 * self.notice.fontMetrics().lineSpacing() + 2)
         self.legend = QTreeWidget()
         self.legend.setHeaderLabels(["Class", "Pixels"])
         self.legend.setRootIsDecorated(False)
@@ -230,8 +234,8 @@ class SegmentationPanel(QWidget):
         else:
             text = ""
         self.notice.setText(text)
+        self.notice.setToolTip(text)
         self.notice.setStyleSheet(_ERROR_STYLE if problem else "")
-        self.notice.setVisible(bool(text))
         self.segment_button.setEnabled(not problem and not self._busy and doc.image is not None
                                        and doc.catalog is not None)
 
