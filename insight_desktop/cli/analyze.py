@@ -209,10 +209,9 @@ def cmd_eval_seg(args) -> int:
     if data.unmatched:
         print(f"note: {len(data.unmatched)} image(s) have no mask and are left out", file=sys.stderr)
     analyzer = _analyzer(args)
-    print(f"windows: {args.window_mode}" + (" (each window encoded separately, class probabilities averaged, as "
-                                            "in the reference code)" if args.window_mode == "reference" else
-                                            " (features averaged over overlapping windows, encoded once; not the "
-                                            "reference's protocol)"))
+    from ..core.tasks.windows import MODE_MEANING
+
+    print(f"windows: {args.window_mode} ({MODE_MEANING[args.window_mode]})")
     conf = {"concepts": np.zeros((n, n + 1), np.int64), "opaque": np.zeros((n, n + 1), np.int64)}
     with graceful_interrupt() as stop:
         for image_path, mask_path in tqdm(pairs, desc="eval-seg", unit="img", disable=args.quiet):

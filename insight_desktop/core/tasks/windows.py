@@ -72,6 +72,13 @@ def check_window_mode(mode: str) -> str:
     return mode
 
 
+#: what each mode does, in one phrase (the CLI says it before a run; :func:`describe_windows` after)
+MODE_MEANING = {
+    REFERENCE: "each window encoded separately, class probabilities averaged, as in the reference code",
+    FAST: "features averaged over overlapping windows, encoded once; not the reference's protocol",
+}
+
+
 def describe_windows(mode: str, windows: int) -> str:
     """One line for the CLI and the app: which sliding-window mode produced an analysis."""
     if windows == 1:
