@@ -34,15 +34,23 @@ def cmd_list(args) -> int:
     print(_table(rows))
     if args.available:
         installed = {i.id: i for i in items}
-        rows = [["ID", "KIND", "SIZE", "LICENCE", "STATUS / TITLE"]]
+        rows = [["ID", "KIND", "SIZE", "LICENCE", "SHA256", "STATUS / TITLE"]]
+        unpinned = []
         for e in store.known_models():
             held = installed.get(e.id)
             status = ("broken" if held.broken else "installed") if held else ("import only" if e.import_only
                                                                               else "not installed")
-            rows.append([e.id, e.kind, format_size(e.size_bytes, approximate=e.sha256 is None), e.licence,
+            pin = "pinned" if e.pinned else ("-" if e.import_only else "UNPINNED")
+            if pin == "UNPINNED":
+                unpinned.append(f"  {e.id}: {e.unpinned or 'the catalogue gives no sha256'}")
+            rows.append([e.id, e.kind, format_size(e.size_bytes, approximate=e.sha256 is None), e.licence, pin,
                          f"{status}: {e.title}"])
         print("\navailable (catalogue):")
         print(_table(rows))
+        if unpinned:
+            print("\nUNPINNED: no sha256 is known in advance, so the first download is trusted; its hash is "
+                  "recorded and checked afterwards (`insight models verify`):")
+            print("\n".join(unpinned))
     return 0
 
 

@@ -106,7 +106,7 @@ class ModelManagerDialog(QDialog):
         self.installed = _table(("Name", "Kind", "Size", "Licence", "Where"))
         self.installed.itemSelectionChanged.connect(self._update_buttons)
         self.installed.itemDoubleClicked.connect(self.open_selected)
-        self.available = _table(("Known weights", "Kind", "Size", "Licence", "Status"))
+        self.available = _table(("Known weights", "Kind", "Size", "Licence", "Status", "Hash"))
         self.available.itemSelectionChanged.connect(self._update_buttons)
         self.open_button = QPushButton("Open")
         self.remove_button = QPushButton("Remove…")
@@ -171,8 +171,11 @@ class ModelManagerDialog(QDialog):
         self.available.setRowCount(len(catalogue))
         for r, e in enumerate(catalogue):
             state = "installed" if e.id in have else ("import only" if e.import_only else "not installed")
+            pin = (("pinned", "the catalogue gives the file's sha256") if e.pinned else ("", "import only")
+                   if e.import_only else ("unpinned: hash not known in advance",
+                                          e.unpinned or "no sha256 in the catalogue: the first download is trusted"))
             cells = (_item(e.title, e.notes or e.homepage or ""), _item(KIND_TITLES.get(e.kind, e.kind)),
-                     _item(format_size(e.size_bytes)), _item(e.licence), _item(state))
+                     _item(format_size(e.size_bytes)), _item(e.licence), _item(state), _item(*pin))
             for c, cell in enumerate(cells):
                 cell.setData(Qt.ItemDataRole.UserRole, e.id)
                 self.available.setItem(r, c, cell)

@@ -7,6 +7,8 @@ import file_server``)::
     server.url("a.bin")               # http://127.0.0.1:PORT/a.bin
     server.cut_after = 1000           # the next response stops after 1000 body bytes and hangs up
     server.ignore_range = True        # answer Range requests with the whole file (HTTP 200)
+    server.validator = "etag"         # GETs carry ETag = sha256 ("last-modified": the file's mtime; None: neither)
+    server.honour_if_range = False    # a server that ignores If-Range (sends 206 of whatever it has now)
     server.log                        # [(path, Range header or None), …] for every request
 
 It also answers like the Hugging Face Hub for ``/<org>/<name>/resolve/<rev>/<file>`` (HEAD with
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -52,6 +55,8 @@ class FileServer:
         self.log: list[tuple[str, str | None]] = []
         self.cut_after: int | None = None  # applies to the next response only
         self.ignore_range = False
+        self.validator: str | None = "etag"
+        self.honour_if_range = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +84,11 @@ class FileServer:
                     self.end_headers()
                     return
                 start = self._range_start()
+                validators = self._validators(path, data)
+                if_range = self.headers.get("If-Range")
+                if start is not None and if_range is not None and server.honour_if_range \
+                        and if_range not in validators.values():
+                    start = None  # another version now: the whole file (RFC 9110 13.1.5)
                 if start is not None and not server.ignore_range:
                     if start >= len(data):
                         self.send_response(416)
@@ -94,6 +104,8 @@ class FileServer:
                     body = data
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
+                for key, value in validators.items():
+                    self.send_header(key, value)
                 self.end_headers()
                 cut, server.cut_after = server.cut_after, None
                 if cut is not None:
@@ -103,6 +115,13 @@ class FileServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.wfile.write(body)
+
+            def _validators(self, path: Path, data: bytes) -> dict[str, str]:
+                if server.validator == "etag":
+                    return {"ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+                if server.validator == "last-modified":
+                    return {"Last-Modified": formatdate(path.stat().st_mtime, usegmt=True)}
+                return {}
 
             def _range_start(self) -> int | None:
                 value = self.headers.get("Range")
@@ -149,6 +168,9 @@ def file_server(tmp_path_factory, monkeypatch):
     # A proxy from the environment would swallow 127.0.0.1 requests: talk to the server directly.
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
+    from insight_desktop.core.store import urls
+
+    monkeypatch.setattr(urls, "ALLOW_LOOPBACK_HTTP_FOR_TESTS", True)  # this server speaks plain http on 127.0.0.1
     server = FileServer(tmp_path_factory.mktemp("served"))
     server.thread.start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 
@@ -64,9 +65,12 @@ def test_server_ignoring_range_restarts_from_zero(file_server, tmp_path):
 def test_complete_part_answered_416_is_verified(file_server, tmp_path):
     url = file_server.put("w.bin", DATA)
     (tmp_path / "w.bin.part").write_bytes(DATA)
+    version = {"url": url, "header": "ETag", "value": f'"{SHA}"'}  # what the first response said
+    (tmp_path / f"w.bin{download.VERSION_SUFFIX}").write_text(json.dumps(version))
     assert download_url(url, tmp_path / "w.bin", sha256=SHA) == SHA
     assert file_server.requests_for("w.bin") == [f"bytes={len(DATA)}-"]
     assert (tmp_path / "w.bin").read_bytes() == DATA
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]  # the version note went with the part
 
 
 def test_checksum_mismatch_leaves_nothing(file_server, tmp_path):

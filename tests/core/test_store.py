@@ -290,3 +290,22 @@ def test_a_vit_b16_last_pt_is_taken_as_the_catalogue_entry(store, tmp_path):
     assert other.id == "dinoiser-last" and store.find("clip-dinoiser") == item
     with pytest.raises(StoreError, match="cannot be a model id"):
         store.import_file(tmp_path / "b" / "last.pt", entry_id="../evil")
+
+
+def test_a_hub_entry_pinned_to_a_commit_takes_that_commit_only(tmp_path, tiny_model_files, monkeypatch):
+    monkeypatch.setenv("INSIGHT_DATA_DIR", str(tmp_path / "data"))
+    cache = tmp_path / "hf"
+    pinned, other = "1" * 40, "2" * 40
+    place_in_hub_cache(cache, "org/tiny", "open_clip_model.safetensors", tiny_model_files.checkpoint_path.read_bytes(),
+                       commit=other)  # the branch moved on to another commit
+    source = {"hf": {"repo": "org/tiny", "file": "open_clip_model.safetensors", "revision": pinned},
+              "open_clip": {"model": "insight-tiny-vit", "pretrained": "tag"}}
+    monkeypatch.setenv("INSIGHT_CATALOGUE", str(write_catalogue(tmp_path / "c.json", [
+        {"id": "tiny", "kind": "openclip", "title": "Tiny", "source": source, "unpinned": "test: no sha256"}])))
+    with pytest.raises(NetworkUnavailable, match="not in the Hugging Face cache"):
+        ModelStore(hub_cache_dir=cache).get("tiny")  # main's file is not the pinned commit's
+    source["hf"]["revision"] = other
+    monkeypatch.setenv("INSIGHT_CATALOGUE", str(write_catalogue(tmp_path / "c.json", [
+        {"id": "tiny", "kind": "openclip", "title": "Tiny", "source": source, "unpinned": "test: no sha256"}])))
+    item = ModelStore(hub_cache_dir=cache).get("tiny")
+    assert f"/org/tiny/blob/{other}/open_clip_model.safetensors" in item.source

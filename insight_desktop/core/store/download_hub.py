@@ -43,6 +43,7 @@ from .download import (
     StopCallback,
     _unreachable,
 )
+from .urls import insecure_reason
 
 _XET_LOCK = threading.Lock()
 #: huggingface_hub streams in 10 MiB chunks; progress and Cancel only act between chunks, so a
@@ -173,6 +174,9 @@ def hub_download(repo_id: str, filename: str, *, revision: str | None = None, ca
             f"{_where(repo_id, filename)} is not in the Hugging Face cache and the Hub is switched off "
             f"(HF_HUB_OFFLINE is set): unset HF_HUB_OFFLINE to download it, or import the file instead")
     endpoint = hub_endpoint()
+    reason = insecure_reason(endpoint)
+    if reason is not None:
+        raise DownloadError(f"refusing the Hugging Face endpoint {endpoint} (HF_ENDPOINT): {reason}")
     _check_reachable(endpoint)
     try:
         with _plain_http():

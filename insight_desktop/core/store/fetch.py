@@ -25,12 +25,14 @@ def fetch_hub(entry: KnownModel, expected: str | None, cache_dir, progress: Prog
     if hub is None:
         raise StoreError(f"{entry.id} has no Hugging Face source in the catalogue")
     repo, names = hub
-    found = next(((n, p) for n in names if (p := hub_cached(repo, n, cache_dir=cache_dir))), None)
+    revision = entry.revision  # a commit id pins the file; None follows the default branch
+    found = next(((n, p) for n in names if (p := hub_cached(repo, n, revision=revision, cache_dir=cache_dir))),
+                 None)
     if found is None:
         missing: RemoteFileMissing | None = None
         for name in names:  # open_clip's order: safetensors first, then the pickle-era file
             try:
-                found = (name, hub_download(repo, name, cache_dir=cache_dir, progress=progress,
+                found = (name, hub_download(repo, name, revision=revision, cache_dir=cache_dir, progress=progress,
                                             should_stop=should_stop))
                 break
             except RemoteFileMissing as exc:
@@ -44,7 +46,7 @@ def fetch_hub(entry: KnownModel, expected: str | None, cache_dir, progress: Prog
                                f"{expected[:12]}…): delete it from the Hugging Face cache and get it again")
     oc = entry.open_clip
     validate(path, entry.kind, openclip_model=oc[0] if oc else None)
-    return path, sha, f"{hub_endpoint()}/{repo}/blob/main/{name}"
+    return path, sha, f"{hub_endpoint()}/{repo}/blob/{revision or 'main'}/{name}"
 
 
 def fetch_url(entry: KnownModel, folder: Path, expected: str | None, progress: ProgressCallback | None,

@@ -1,4 +1,4 @@
-"""What a model file is, whether it is valid, and copying it into the store safely.
+"""What a model file is and whether it is valid (copying it into the store: :mod:`.staging`).
 
 Kinds: ``bundle`` (a concept-model folder or ``.zip``), ``dinoiser`` (CLIP-DINOiser's
 ``last.pt``: ``obj_proj``/``bkg_decoder`` keys), ``openclip`` (an open_clip state dict:
@@ -9,10 +9,7 @@ safetensors, never unpickled freely (ARCHITECTURE rule 6).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -152,37 +149,6 @@ def openclip_mismatch(shapes: dict[str, tuple[int, ...]], model: str) -> str | N
         if shapes[key] != shape:
             return f"{key} has shape {list(shapes[key])}, expected {list(shape)}"
     return None
-
-
-def copy_in(src: Path, staging: Path) -> tuple[Path, str | None]:
-    """Copy a file or folder into the staging folder ``staging`` (fsynced); return it and a file's sha256.
-
-    The caller renames the staged copy into place, so nothing half-copied ever has a final name.
-    """
-    staging.mkdir(parents=True, exist_ok=True)
-    target = staging / src.name
-    if src.is_dir():
-        shutil.copytree(src, target)
-        for p in target.rglob("*"):
-            if p.is_file():
-                with open(p, "rb+") as fh:
-                    os.fsync(fh.fileno())
-        return target, None
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(target, "wb") as fout:
-        for block in iter(lambda: fin.read(1 << 20), b""):
-            h.update(block)
-            fout.write(block)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return target, h.hexdigest()
-
-
-def staging_dir(root: Path) -> Path:
-    """A fresh folder under ``root/.incoming`` (same disk as the store: the final rename is atomic)."""
-    base = root / ".incoming"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=base))
 
 
 def delete_path(path: Path) -> None:

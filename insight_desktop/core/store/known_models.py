@@ -6,19 +6,26 @@ in code it is *known models*, so that it is never confused with the concept cata
 
 Public API::
 
-    KnownModel(id, kind, title, source, size_bytes, licence, sha256, homepage, notes)
-        .from_dict(d) / .to_dict(); .hf -> (repo, [files…]) | None; .url -> str | None;
-        .import_only -> bool; .open_clip -> (model, pretrained) | None
+    KnownModel(id, kind, title, source, size_bytes, licence, sha256, homepage, notes, unpinned)
+        .from_dict(d) / .to_dict(); .hf -> (repo, [files…]) | None; .revision -> str | None;
+        .url -> str | None; .import_only -> bool; .open_clip -> (model, pretrained) | None;
+        .pinned -> bool
     load_known_models(path=None) -> tuple[KnownModel, ...]
     known_model(entry_id, path=None) -> KnownModel    (KnownModelsError if unknown)
     KnownModelsError(ValueError)
 
 ``path=None`` reads ``INSIGHT_CATALOGUE`` when set (tests, mirrors, site-wide catalogues), else
 the bundled file. ``source`` says how to get the file: ``{"hf": {"repo", "file",
-"fallback_files"?}}`` (Hugging Face Hub; ``open_clip: {model, pretrained}`` says which tag it
-serves), ``{"url": …}`` (plain HTTP(S)) or ``{"import": true}`` (no download; the user imports).
-``sha256`` null means "trust on first use": the store records the hash of the first download
-and verifies it afterwards. ``size_bytes`` may be approximate (say so in ``notes``).
+"fallback_files"?, "revision"?}}`` (Hugging Face Hub; ``revision`` a 40-hex commit id, absent for
+the default branch; ``open_clip: {model, pretrained}`` says which tag it serves), ``{"url": …}``
+(``https://`` only, see :mod:`.urls`) or ``{"import": true}`` (no download; the user imports).
+
+Pinning: an entry that can be downloaded should give the file's ``sha256`` and an address that
+names a commit, not a branch. A GitHub or Hugging Face address that follows a branch is refused
+unless the sha256 is given. Where the hash cannot be known in advance, ``sha256`` is null and
+``unpinned`` says why (shown in ``insight models list`` and the Models dialog): the store then
+trusts the first download, records its hash and verifies it afterwards. ``size_bytes`` may be
+approximate (say so in ``notes``).
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .urls import insecure_reason, is_commit, moving_ref
+
 #: what a catalogue entry (or an installed store item) can be
 KINDS = ("openclip", "dinoiser", "sae-release", "bundle")
-_FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes")
+_FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes", "unpinned")
 
 
 class KnownModelsError(ValueError):
@@ -49,6 +58,7 @@ class KnownModel:
     sha256: str | None = None
     homepage: str | None = None
     notes: str = ""
+    unpinned: str | None = None  # why there is no sha256 (trust on first use); None for pinned entries
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,8 +85,14 @@ class KnownModel:
         hf = source.get("hf")
         if "hf" in source and not (isinstance(hf, Mapping) and hf.get("repo") and hf.get("file")):
             raise KnownModelsError(f"{here}: source.hf needs 'repo' and 'file'")
-        if "url" in source and not (isinstance(source["url"], str) and source["url"].startswith(("http://", "https://"))):
-            raise KnownModelsError(f"{here}: source.url must be an http(s) address")
+        if isinstance(hf, Mapping) and hf.get("revision") is not None and not is_commit(hf.get("revision")):
+            raise KnownModelsError(f"{here}: source.hf.revision must be a 40-hex commit id (a branch or tag can "
+                                   "move), or absent")
+        url = source.get("url")
+        if "url" in source:
+            reason = insecure_reason(url)
+            if reason is not None:
+                raise KnownModelsError(f"{here}: source.url {url!r} is refused: {reason}")
         size = d.get("size_bytes")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise KnownModelsError(f"{here}: size_bytes must be a non-negative integer or null")
@@ -84,9 +100,18 @@ class KnownModel:
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64
                                 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
             raise KnownModelsError(f"{here}: sha256 must be 64 hex digits or null")
+        branch = moving_ref(url) if isinstance(url, str) else None
+        if branch is not None and sha is None:
+            raise KnownModelsError(f"{here}: source.url follows {branch!r}, which can change: name a commit in "
+                                   "the address, or give the file's sha256")
+        unpinned = d.get("unpinned")
+        if unpinned is not None and (not isinstance(unpinned, str) or not unpinned.strip()):
+            raise KnownModelsError(f"{here}: unpinned must be a sentence saying why there is no sha256, or null")
+        if unpinned is not None and sha is not None:
+            raise KnownModelsError(f"{here}: an entry with a sha256 is pinned; drop 'unpinned'")
         return cls(id=name, kind=d["kind"], title=str(d.get("title") or name), source=json.loads(json.dumps(source)),
                    size_bytes=size, licence=str(d.get("licence") or "unknown"), sha256=sha.lower() if sha else None,
-                   homepage=d.get("homepage"), notes=str(d.get("notes") or ""))
+                   homepage=d.get("homepage"), notes=str(d.get("notes") or ""), unpinned=unpinned)
 
     # -- how to get it -------------------------------------------------------------------------
     @property
@@ -96,6 +121,17 @@ class KnownModel:
         if not hf:
             return None
         return str(hf["repo"]), [str(hf["file"]), *(str(f) for f in hf.get("fallback_files", ()))]
+
+    @property
+    def revision(self) -> str | None:
+        """The Hub commit the file is taken from; None: the repository's default branch (it can move)."""
+        hf = self.source.get("hf")
+        return str(hf["revision"]) if hf and hf.get("revision") else None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the bytes are known in advance (a sha256), so no download can substitute others."""
+        return self.sha256 is not None
 
     @property
     def url(self) -> str | None:

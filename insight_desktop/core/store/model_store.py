@@ -10,7 +10,7 @@ Public API (the GUI's model dialogs and ``insight models`` use exactly this)::
     store.concept_models() -> list[InstalledModel]   kind "bundle", not broken: what the app can open
     store.find(entry_id) -> InstalledModel | None
     store.get(entry_id, *, progress=None, should_stop=None) -> InstalledModel
-    store.import_file(path, kind=None, *, title=None, entry_id=None) -> InstalledModel
+    store.import_file(path, kind=None, *, title=None, entry_id=None, progress=None) -> InstalledModel
     store.import_release(sae_file, names_file, d_file=None, *, title=None, entry_id=None,
                          dinoiser="store:clip-dinoiser", tau=0.75, min_share=0.01) -> InstalledModel
     store.remove(entry_id) -> None
@@ -19,7 +19,9 @@ Public API (the GUI's model dialogs and ``insight models`` use exactly this)::
     store.find_openclip(model, pretrained) -> InstalledModel | None
     StoreError(RuntimeError); get() also raises download.DownloadError and its subclasses.
 
-Layout: ``root/store.json`` (the index, see :mod:`.index`) and ``root/<kind>/<id>/<file>``.
+Layout: ``root/store.json`` (the index, see :mod:`.index`) and ``root/<kind>/<id>/<file>``;
+imports are staged in ``root/.incoming`` (:mod:`.staging`: regular files only, size limits, and
+leftovers of killed imports deleted when a store is opened).
 An OpenCLIP checkpoint fetched by ``get`` stays in the Hugging Face cache (``hub_cache_dir``, default
 huggingface_hub's), where ``open_clip`` — and so ``open_backbone(..., pretrained=<tag>)`` — finds
 it offline; the index records its absolute path. Nothing is written into the install folder.
@@ -40,16 +42,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 from .download import DownloadError, ProgressCallback, StopCallback
 from .fetch import fetch_hub, fetch_url
-from .files import copy_in, delete_path, guess_kind, staging_dir, validate
+from .files import delete_path, guess_kind, validate
 from .index import InstalledModel, StoreError, file_sha256, now_iso, read_index, tree_size, write_index
 from .known_models import KnownModel, KnownModelsError, load_known_models
+from .staging import CopyProgress, clean_stale_staging, copy_in, file_sha256_capped, source_files, staging_area
 
 STORE_PREFIX = "store:"
 DEMO_ID = "demo"
@@ -87,6 +89,7 @@ class ModelStore:
         self.root = Path(root).expanduser().absolute()
         self.known_models_file = known_models  # None: INSIGHT_CATALOGUE or the bundled catalogue
         self.hub_cache_dir = hub_cache_dir
+        clean_stale_staging(self.root)  # what imports killed mid-copy left in .incoming
 
     # -- listing -------------------------------------------------------------------------------
     def known_models(self) -> tuple[KnownModel, ...]:
@@ -166,51 +169,64 @@ class ModelStore:
 
     # -- importing -----------------------------------------------------------------------------
     def import_file(self, path: str | os.PathLike, kind: str | None = None, *, title: str | None = None,
-                    entry_id: str | None = None) -> InstalledModel:
+                    entry_id: str | None = None, progress: CopyProgress | None = None) -> InstalledModel:
         """Validate ``path`` (weights file, bundle .zip or folder), copy it into the store, record it.
 
         ``kind`` is guessed when None. ``entry_id`` installs the file as that catalogue entry (or
         under that id); without it a matching catalogue entry is chosen by hash (or, for a ViT-B/16
         CLIP-DINOiser last.pt, the catalogue's CLIP-DINOiser), else an id from the file name.
+        Only regular files are copied, within :mod:`.staging`'s size limits (a folder holding a link,
+        device or pipe is refused before anything is read); ``path`` itself may be a link. A file
+        that is already installed (same size and sha256) is recognised before it is copied, and
+        that item is returned. ``progress(done, total)`` reports the bytes copied.
         """
         src = Path(path).expanduser().absolute()
         if not src.exists():
             raise StoreError(f"{src} does not exist")
+        real = src.resolve()  # the path named may be a link (the Hugging Face cache is made of them)
+        files = source_files(real)  # regular files only, within the limits: checked before reading anything
+        if entry_id is not None:
+            _check_id(entry_id)
+        if real.is_file():
+            same = self._installed_copy(real, files[0][1], kind, entry_id)
+            if same is not None:
+                return same  # the same file again: nothing to copy
         kind = kind or guess_kind(src)
         entry = self._entry(entry_id) if entry_id else None
         if entry is not None and entry.kind != kind:
             raise StoreError(f"{src.name} is a {kind} file, but {entry.id} is a {entry.kind}")
-        if entry_id is not None:
-            _check_id(entry_id)
         oc = entry.open_clip if entry else None
         info = validate(src, kind, openclip_model=oc[0] if oc else None)
-        staging = staging_dir(self.root)
-        try:
-            staged, sha = copy_in(src, staging)
+        with staging_area(self.root) as staging:
+            staged, sha = copy_in(real, staging, name=src.name, progress=progress)
             if entry is not None and entry.sha256 and sha != entry.sha256:
                 got = f"sha256 {sha[:12]}…" if sha else "a folder, not one file"  # copy_in hashes files only
                 raise StoreError(f"{src.name} is not the file of {entry.id} ({got}, the catalogue "
                                  f"says {entry.sha256[:12]}…)")
             if entry is None and entry_id is None:
-                same = next((i for i in self.installed() if i.kind == kind and not i.broken and sha
-                             and i.sha256 == sha), None)
-                if same is not None:
-                    return same  # the same file again: nothing to do
                 entry = self._match_entry(kind, sha, info)
             new_id = entry.id if entry else (entry_id or self._free_id(f"{kind}-{src.stem}" if kind != "bundle"
                                                                       else src.stem))
-            existing = self.find(new_id)
-            if existing is not None and not existing.broken and sha and existing.sha256 == sha:
-                return existing  # the same file again: nothing to do
             final = self._place(staged, kind, new_id)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         oc = entry.open_clip if entry else None
         return self._record(InstalledModel(
             id=new_id, kind=kind, title=title or (entry.title if entry else src.name), path=final,
             size_bytes=tree_size(final), sha256=sha, licence=entry.licence if entry else "unknown",
             source=f"imported from {src}", installed_at=now_iso(),
             model=oc[0] if oc else info.get("model"), pretrained=oc[1] if oc else None))
+
+    def _installed_copy(self, real: Path, size: int, kind: str | None, entry_id: str | None) -> InstalledModel | None:
+        """The installed item with the bytes of file ``real`` (``entry_id``'s only, when given), or None.
+
+        Only items of the same size are candidates, so the file is hashed (one read, no copy) only
+        when it may be a duplicate.
+        """
+        candidates = [i for i in self.installed() if not i.broken and i.sha256 and i.size_bytes == size
+                      and (kind is None or i.kind == kind) and (entry_id is None or i.id == entry_id)]
+        if not candidates:
+            return None
+        sha = file_sha256_capped(real)
+        return next((i for i in candidates if i.sha256 == sha), None)
 
     def _match_entry(self, kind: str, sha: str | None, info: dict) -> KnownModel | None:
         same_kind = [e for e in self.known_models() if e.kind == kind]
@@ -257,12 +273,14 @@ class ModelStore:
 
         if entry_id is not None:
             _check_id(entry_id)
+        for given in (sae_file, names_file, d_file):  # regular files within the limits (not a pipe, not /dev/zero)
+            if given is not None and Path(given).exists():
+                source_files(Path(given).expanduser().absolute().resolve())
         release = next((e for e in self.known_models() if e.kind == "sae-release"), None)
         new_id = entry_id or (release.id if release and self.find(release.id) is None
                               else self._free_id(release.id if release else "insight-release"))
         spec = reference_backbone(dinoiser)
-        staging = staging_dir(self.root)
-        try:
+        with staging_area(self.root) as staging:
             out = staging / new_id
             try:
                 build_release(sae_file, names_file, out, relations_file=d_file, backbone=spec, tau=tau,
@@ -271,8 +289,6 @@ class ModelStore:
                 raise StoreError(f"cannot import the release: {exc}") from None
             validate(out, "bundle")
             final = self._place(out, "bundle", new_id)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return self._record(InstalledModel(
             id=new_id, kind="bundle", title=title or (release.title if release else "Imported release"), path=final,
             size_bytes=tree_size(final), sha256=None, licence=release.licence if release else "unknown",
