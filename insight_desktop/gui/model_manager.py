@@ -171,7 +171,9 @@ class ModelManagerDialog(QDialog):
         self.available.setRowCount(len(catalogue))
         for r, e in enumerate(catalogue):
             state = "installed" if e.id in have else ("import only" if e.import_only else "not installed")
-            pin = (("pinned", "the catalogue gives the file's sha256") if e.pinned else ("", "import only")
+            how = ("the catalogue gives the file's sha256" if e.sha256 else
+                   "the catalogue gives git's object id of the file at a fixed commit")
+            pin = (("pinned", how) if e.pinned else ("", "import only")
                    if e.import_only else ("unpinned: hash not known in advance",
                                           e.unpinned or "no sha256 in the catalogue: the first download is trusted"))
             cells = (_item(e.title, e.notes or e.homepage or ""), _item(KIND_TITLES.get(e.kind, e.kind)),

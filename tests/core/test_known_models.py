@@ -31,6 +31,7 @@ def test_every_downloadable_bundled_entry_is_pinned_or_says_why_not():
         assert e.url is None or (e.url.startswith("https://") and urls.moving_ref(e.url) is None), e.id
     dinoiser = next(e for e in load_known_models() if e.id == "clip-dinoiser")
     assert "/a954aae6fb61f5ff18834e50a0c78a2258cd9afb/checkpoints/last.pt" in dinoiser.url
+    assert dinoiser.pinned and dinoiser.git_blob == "0b6c94d9c439ebac7bcb07fe805be3654ea03c7f"  # git ls-tree there
 
 
 @pytest.mark.parametrize("url", ["http://example.com/w.pt", "ftp://example.com/w.pt", "file:///etc/passwd"])
@@ -74,3 +75,15 @@ def test_unpinned_is_a_reason_and_excludes_a_sha256(tmp_path):
         load(tmp_path, entry(sha256=SHA, unpinned="why"))
     with pytest.raises(KnownModelsError, match="unpinned must be a sentence"):
         load(tmp_path, entry(unpinned=True))
+
+
+def test_git_blob_pins_a_commit_address(tmp_path):
+    url = f"https://raw.githubusercontent.com/o/r/{COMMIT}/last.pt"
+    (e,) = load(tmp_path, entry(source={"url": url}, git_blob="AB" * 20))
+    assert e.pinned and e.git_blob == "ab" * 20 and KnownModel.from_dict(e.to_dict()) == e
+    with pytest.raises(KnownModelsError, match="git_blob must be 40 hex digits, for a source.url that names a commit"):
+        load(tmp_path, entry(source={"url": url.replace(COMMIT, "main")}, git_blob="ab" * 20, sha256=SHA))
+    with pytest.raises(KnownModelsError, match="git_blob must be 40 hex"):
+        load(tmp_path, entry(source={"url": url}, git_blob="xyz"))
+    with pytest.raises(KnownModelsError, match="drop 'unpinned'"):
+        load(tmp_path, entry(source={"url": url}, git_blob="ab" * 20, unpinned="why"))

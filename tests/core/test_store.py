@@ -13,7 +13,7 @@ import torch
 from insight_desktop.core.backbones.tiny import save_upstream_last_pt
 from insight_desktop.core.paths import demo_model_path
 from insight_desktop.core.store import DEMO_ID, ModelStore, StoreError
-from insight_desktop.core.store.download import DownloadError, NetworkUnavailable
+from insight_desktop.core.store.download import ChecksumMismatch, DownloadError, NetworkUnavailable
 from insight_desktop.core.store.known_models import KnownModel, KnownModelsError, known_model, load_known_models
 from tests.core.http_fixture import file_server, hub_online  # noqa: F401 — fixtures
 from tests.core.test_dinoiser_checkpoint import upstream_heads
@@ -309,3 +309,23 @@ def test_a_hub_entry_pinned_to_a_commit_takes_that_commit_only(tmp_path, tiny_mo
         {"id": "tiny", "kind": "openclip", "title": "Tiny", "source": source, "unpinned": "test: no sha256"}])))
     item = ModelStore(hub_cache_dir=cache).get("tiny")
     assert f"/org/tiny/blob/{other}/open_clip_model.safetensors" in item.source
+
+
+def test_a_git_blob_pin_accepts_only_the_file_at_that_commit(store, tmp_path, file_server, tiny_model_files,
+                                                             monkeypatch):
+    """``git_blob`` pins a file served from a git commit: git's object id (``git hash-object``) of the bytes."""
+    import subprocess
+
+    data = tiny_model_files.dinoiser_path.read_bytes()
+    (tmp_path / "blob").write_bytes(data)
+    blob = subprocess.run(["git", "hash-object", str(tmp_path / "blob")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    url = file_server.put("last.pt", data)
+    monkeypatch.setenv("INSIGHT_CATALOGUE", str(write_catalogue(tmp_path / "c.json", [
+        {"id": "heads", "kind": "dinoiser", "title": "Heads", "source": {"url": url}, "git_blob": blob}])))
+    assert store.get("heads").sha256 == store.verify("heads").sha256
+    store.remove("heads")
+    file_server.put("last.pt", data[:-1] + bytes([data[-1] ^ 1]))  # one bit differs
+    with pytest.raises(ChecksumMismatch, match=f"not the one at that commit .*expected {blob[:12]}"):
+        store.get("heads")
+    assert not (store.root / "dinoiser" / "heads" / "last.pt").exists() and store.find("heads") is None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .download import ChecksumMismatch, ProgressCallback, RemoteFileMissing, StopCallback
 from .files import validate
-from .index import StoreError, file_sha256
+from .index import StoreError, file_sha256, git_blob_id
 from .known_models import KnownModel
 
 
@@ -59,6 +59,10 @@ def fetch_url(entry: KnownModel, folder: Path, expected: str | None, progress: P
         raise StoreError(f"{entry.id} has no download address in the catalogue")
     dest = folder / (os.path.basename(urllib.parse.urlsplit(url).path) or entry.id)
     sha = download_url(url, dest, sha256=expected, size=entry.size_bytes, progress=progress, should_stop=should_stop)
+    if entry.git_blob is not None and (blob := git_blob_id(dest)) != entry.git_blob:
+        dest.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"the file from {url} is not the one at that commit (git object {blob[:12]}…, "
+                               f"expected {entry.git_blob[:12]}…), so it was deleted")
     try:
         validate(dest, entry.kind)
     except StoreError as exc:

@@ -107,6 +107,15 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def git_blob_id(path: str | os.PathLike) -> str:
+    """git's object id of a file's bytes (``git hash-object``): SHA-1 of ``"blob <size>\0"`` + the bytes."""
+    h = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file, read in 1 MiB blocks (no torch import: listing the store stays light)."""
     h = hashlib.sha256()

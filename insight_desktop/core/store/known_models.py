@@ -6,7 +6,7 @@ in code it is *known models*, so that it is never confused with the concept cata
 
 Public API::
 
-    KnownModel(id, kind, title, source, size_bytes, licence, sha256, homepage, notes, unpinned)
+    KnownModel(id, kind, title, source, size_bytes, licence, sha256, homepage, notes, unpinned, git_blob)
         .from_dict(d) / .to_dict(); .hf -> (repo, [files…]) | None; .revision -> str | None;
         .url -> str | None; .import_only -> bool; .open_clip -> (model, pretrained) | None;
         .pinned -> bool
@@ -22,7 +22,10 @@ the default branch; ``open_clip: {model, pretrained}`` says which tag it serves)
 
 Pinning: an entry that can be downloaded should give the file's ``sha256`` and an address that
 names a commit, not a branch. A GitHub or Hugging Face address that follows a branch is refused
-unless the sha256 is given. Where the hash cannot be known in advance, ``sha256`` is null and
+unless the sha256 is given. A file served from a git repository at a pinned commit may instead give
+``git_blob``: git's object id of the file there (``git ls-tree`` shows it; SHA-1 of ``"blob <size>\0"``
+plus the bytes), which a download is checked against just as strictly: a second file with the same id
+would need a SHA-1 second preimage. Where neither can be known in advance, ``sha256`` is null and
 ``unpinned`` says why (shown in ``insight models list`` and the Models dialog): the store then
 trusts the first download, records its hash and verifies it afterwards. ``size_bytes`` may be
 approximate (say so in ``notes``).
@@ -40,7 +43,8 @@ from .urls import insecure_reason, is_commit, moving_ref
 
 #: what a catalogue entry (or an installed store item) can be
 KINDS = ("openclip", "dinoiser", "sae-release", "bundle")
-_FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes", "unpinned")
+_FIELDS = ("id", "kind", "title", "source", "size_bytes", "licence", "sha256", "homepage", "notes", "unpinned",
+           "git_blob")
 
 
 class KnownModelsError(ValueError):
@@ -59,6 +63,7 @@ class KnownModel:
     homepage: str | None = None
     notes: str = ""
     unpinned: str | None = None  # why there is no sha256 (trust on first use); None for pinned entries
+    git_blob: str | None = None  # git's object id of the file at the commit the URL names (another pin)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,6 +105,10 @@ class KnownModel:
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64
                                 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
             raise KnownModelsError(f"{here}: sha256 must be 64 hex digits or null")
+        blob = d.get("git_blob")
+        commit_url = "url" in source and isinstance(url, str) and moving_ref(url) is None
+        if blob is not None and not (isinstance(blob, str) and is_commit(blob.lower()) and commit_url):
+            raise KnownModelsError(f"{here}: git_blob must be 40 hex digits, for a source.url that names a commit")
         branch = moving_ref(url) if isinstance(url, str) else None
         if branch is not None and sha is None:
             raise KnownModelsError(f"{here}: source.url follows {branch!r}, which can change: name a commit in "
@@ -107,11 +116,12 @@ class KnownModel:
         unpinned = d.get("unpinned")
         if unpinned is not None and (not isinstance(unpinned, str) or not unpinned.strip()):
             raise KnownModelsError(f"{here}: unpinned must be a sentence saying why there is no sha256, or null")
-        if unpinned is not None and sha is not None:
-            raise KnownModelsError(f"{here}: an entry with a sha256 is pinned; drop 'unpinned'")
+        if unpinned is not None and (sha is not None or blob is not None):
+            raise KnownModelsError(f"{here}: an entry with a sha256 or git_blob is pinned; drop 'unpinned'")
         return cls(id=name, kind=d["kind"], title=str(d.get("title") or name), source=json.loads(json.dumps(source)),
                    size_bytes=size, licence=str(d.get("licence") or "unknown"), sha256=sha.lower() if sha else None,
-                   homepage=d.get("homepage"), notes=str(d.get("notes") or ""), unpinned=unpinned)
+                   homepage=d.get("homepage"), notes=str(d.get("notes") or ""), unpinned=unpinned,
+                   git_blob=blob.lower() if blob else None)
 
     # -- how to get it -------------------------------------------------------------------------
     @property
@@ -130,8 +140,8 @@ class KnownModel:
 
     @property
     def pinned(self) -> bool:
-        """True when the bytes are known in advance (a sha256), so no download can substitute others."""
-        return self.sha256 is not None
+        """True when the bytes are known in advance (a sha256 or git blob id), so no download can substitute others."""
+        return self.sha256 is not None or self.git_blob is not None
 
     @property
     def url(self) -> str | None:
