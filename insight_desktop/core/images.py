@@ -14,6 +14,21 @@ Conversion rules (documented because they change what the model sees):
   16-bit-per-channel RGB(A) PNGs are reduced to 8 bits by Pillow itself (high byte).
 * GIF, WebP, TIFF and MPO files with several frames give their first frame.
 
+Truncated files: data that ends before the image does raises ImageLoadError ("file is
+truncated"), including files whose header claims more rows than the data holds, which Pillow
+would otherwise decode black- or grey-padded without a word: a PNG whose compressed data ends
+early (its inflated size is counted against the header), a TIFF whose strips or tiles do not
+cover the image, a JPEG whose scans are too short for its header's size (a sound lower bound:
+every block costs at least 2 bits in a sequential scan and 1 in a progressive one; a JPEG
+missing only a few blocks still decodes padded, as libjpeg's warnings do not reach Python);
+the checks are in :mod:`.image_truncation`. Pillow itself reports GIF and BMP data that runs
+out before the header's rows (a GIF frame smaller than its logical screen is not truncation:
+the rest is background).
+With ``allow_truncated=True`` (or ``INSIGHT_ALLOW_TRUNCATED_IMAGES=1`` in the environment, the
+setting the app reads) such files load with the missing part filled; Pillow's process-global
+``LOAD_TRUNCATED_IMAGES`` is switched on for that load only, while no other load of this
+module runs (a readers–writer lock).
+
 Decompression bombs: the size in the header is checked against ``max_pixels`` right after
 ``Image.open`` (which reads only the header), before any pixel is decoded; anything larger
 raises ImageLoadError.  ``PIL.Image.MAX_IMAGE_PIXELS`` and the warnings filters are never
@@ -30,12 +45,16 @@ import logging
 import os
 import re
 import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .image_truncation import missing_rows
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +68,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".
 _FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa"})
 _DIGITS = re.compile(r"(\d+)")
+#: the environment setting that makes truncated files load (the app has no other switch for it)
+ALLOW_TRUNCATED_ENV = "INSIGHT_ALLOW_TRUNCATED_IMAGES"
+TRUNCATED = "file is truncated"
+TRUNCATED_HINT = (f"to load such files anyway (the missing part filled), set {ALLOW_TRUNCATED_ENV}=1 "
+                  "or pass --allow-truncated to insight analyze")
 
 
 class ImageLoadError(Exception):
@@ -63,8 +87,12 @@ class ImageLoadError(Exception):
         return f"cannot load image '{self.path}': {self.reason}"
 
 
-def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode the image file at ``path`` into an H×W×3 uint8 RGB array, or raise ImageLoadError."""
+def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               allow_truncated: bool | None = None) -> np.ndarray:
+    """Decode the image file at ``path`` into an H×W×3 uint8 RGB array, or raise ImageLoadError.
+
+    ``allow_truncated``: load a file whose data ends early (the rest filled) instead of raising;
+    None reads the ``INSIGHT_ALLOW_TRUNCATED_IMAGES`` environment setting."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -73,21 +101,79 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         if not stat.S_ISREG(mode):  # opening a FIFO or a device could block forever
             raise ImageLoadError(path, "not a regular file")
         with open(path, "rb") as fh:
-            return _decode(fh, path, max_pixels)
+            return _decode(fh, path, max_pixels, allow_truncated)
     except ImageLoadError:
         raise
     except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the path
         raise ImageLoadError(path, _os_reason(exc)) from exc
 
 
-def load_image_bytes(data: bytes, name: str = "<memory>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image_bytes(data: bytes, name: str = "<memory>", *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     allow_truncated: bool | None = None) -> np.ndarray:
     """Like :func:`load_image`, from encoded bytes (drag and drop, clipboard); ``name`` labels errors."""
-    return _decode(io.BytesIO(data), Path(name), max_pixels)
+    return _decode(io.BytesIO(data), Path(name), max_pixels, allow_truncated)
 
 
-def _decode(fh: BinaryIO, path: Path, max_pixels: int) -> np.ndarray:
+def truncated_allowed() -> bool:
+    """The environment setting: ``INSIGHT_ALLOW_TRUNCATED_IMAGES`` set to 1, true or yes."""
+    return os.environ.get(ALLOW_TRUNCATED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+class _SharedExclusive:
+    """Many shared holders or one exclusive one: strict loads share, a load that switches
+    Pillow's global LOAD_TRUNCATED_IMAGES on holds it alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+_PILLOW_GLOBALS = _SharedExclusive()
+
+
+def _decode(fh: BinaryIO, path: Path, max_pixels: int, allow_truncated: bool | None = None) -> np.ndarray:
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if allow_truncated is None:
+        allow_truncated = truncated_allowed()
+    if not allow_truncated:
+        with _PILLOW_GLOBALS.shared():
+            return _decode_file(fh, path, max_pixels, check=True)
+    with _PILLOW_GLOBALS.exclusive():
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            return _decode_file(fh, path, max_pixels, check=False)
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def _decode_file(fh: BinaryIO, path: Path, max_pixels: int, *, check: bool) -> np.ndarray:
     try:
         if fh.seek(0, os.SEEK_END) == 0:
             raise ImageLoadError(path, "file is empty")
@@ -99,7 +185,12 @@ def _decode(fh: BinaryIO, path: Path, max_pixels: int) -> np.ndarray:
                 raise ImageLoadError(path, f"image is too large: {limit}")
             if width == 0 or height == 0:
                 raise ImageLoadError(path, f"image has no pixels ({width}x{height})")
+            tiles = list(opened.tile)
             opened.load()  # full decode here, so truncated or corrupt data fails inside the try
+            if check:
+                missing = missing_rows(opened.format, opened.size, tiles, fh)
+                if missing:
+                    raise ImageLoadError(path, f"{TRUNCATED}: {missing}; {TRUNCATED_HINT}")
             return _to_rgb(_oriented(opened, path))
     except ImageLoadError:
         raise
@@ -154,7 +245,8 @@ def _reason(exc: BaseException) -> str:
         return "not enough memory to decode the image"
     text = str(exc) or type(exc).__name__
     if "truncated" in text.lower():  # Pillow's many wordings ("Truncated File Read", ...) → one
-        return "file is truncated" + ("" if "image file is truncated" in text.lower() else f" ({text})")
+        detail = "" if "image file is truncated" in text.lower() else f" ({text})"
+        return f"{TRUNCATED}{detail}; {TRUNCATED_HINT}"
     return f"corrupt or unsupported image data ({type(exc).__name__}: {text})"
 
 

@@ -5,6 +5,11 @@ Written by the desktop app's File → Export and by ``insight analyze``. Every w
 caller's ``name_of`` (the one name source, :class:`.concepts.names.NameBook`), so an export shows
 the names as they are now. Numbers are written with Python's shortest round-trip float
 repr, so reading a CSV back gives exactly the values of the Analysis.
+
+Text cells of every CSV the app or CLI writes go through :func:`csv_cell`: a concept or class
+name starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a
+formula by a spreadsheet (CSV injection), so such text gets a leading ``'`` (OWASP's advice);
+numbers, including negative ones, are written as they are.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -128,4 +134,27 @@ def save_contributions(path: str | Path, analysis, name_of: Callable[[int], str]
 def _cell(v: Any) -> str:
     if v is None:
         return ""
-    return repr(v) if isinstance(v, float) else str(v)
+    return repr(v) if isinstance(v, float) else csv_cell(v)
+
+
+#: what a spreadsheet reads as the start of a formula
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)")
+
+
+def csv_cell(value: Any) -> str:
+    """``value`` as the text of a CSV cell that no spreadsheet runs as a formula: text starting
+    with one of :data:`FORMULA_STARTS` gets a leading ``'``; numbers (``-0.5`` too) stay numbers."""
+    text = value if isinstance(value, str) else str(value)
+    if text.startswith(FORMULA_STARTS) and (isinstance(value, str) and not _NUMBER.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def csv_text(header: Sequence[Any], rows: Any) -> str:
+    """A whole CSV (``\\n`` line ends) with every cell through :func:`csv_cell`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([csv_cell(h) for h in header])
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return buf.getvalue()

@@ -21,7 +21,9 @@ import numpy as np
 from .fileio import atomic_output
 
 _ST_DTYPES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int64): "I64",
-              np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
+              np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL",
+              np.dtype(np.float16): "F16", np.dtype(np.int16): "I16", np.dtype(np.uint16): "U16",
+              np.dtype(np.int8): "I8", np.dtype(np.uint32): "U32", np.dtype(np.uint64): "U64"}
 
 
 def metadata_of(data: bytes) -> dict[str, str]:
@@ -56,13 +58,24 @@ def load_torch(data: bytes, where: str, error: type[Exception] = ValueError) -> 
 def dump_numpy(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
     from safetensors.numpy import save
 
-    return save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata)
+    return _sorted_header(save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata))
 
 
 def dump_torch(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
     from safetensors.torch import save
 
-    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    return _sorted_header(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its JSON header's keys in a fixed order: safetensors writes the metadata from a
+    hash map, whose order changes from call to call, so equal inputs would give different bytes
+    (and a rebuilt or resumed model bundle would not be byte-identical to the first)."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    raw = json.dumps(header, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n:]
 
 
 # ----------------------------------------------------------------------------- streaming files
@@ -100,7 +113,8 @@ def write_safetensors(path: str | Path, tensors: Sequence[LazyTensor], metadata:
             arr = np.ascontiguousarray(t.produce())
             if arr.dtype != np.dtype(t.dtype) or tuple(arr.shape) != tuple(t.shape):
                 raise ValueError(f"{t.name}: produced {arr.dtype} {arr.shape}, announced {t.dtype} {t.shape}")
-            fh.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).data.cast("B"))
+            if arr.size:  # an empty array has no bytes (and memoryview cannot cast a zero-length shape)
+                fh.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).data.cast("B"))
     return path
 
 

@@ -5,11 +5,17 @@ overlay settings — never pixels or analyses: opening one reloads the model and
 analyses again.  Image paths inside the session file's folder are stored relative to it, so a
 folder with its session can be moved or shared; images that have gone missing are reported in
 ``Session.missing`` rather than refusing the whole session.
+
+A session may come from someone else, so reading one checks every field's type and bounds
+(file size, nesting, string and list lengths, number ranges): a wrong or crafted file raises
+:class:`SessionError` with the field named, never a Python error from deep inside, and a wrong
+overlay value is refused rather than handed on to the drawing code.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -26,6 +32,20 @@ SESSION_SUFFIX = ".insight-session"
 #: for QFileDialog
 SESSION_FILTER = f"Insight Desktop sessions (*{SESSION_SUFFIX});;JSON files (*.json)"
 _DEVICE = re.compile(r"^cuda:\d+$")
+
+#: limits on what a session file may hold; far above any real session, far below what hurts
+MAX_SESSION_BYTES = 64 * 1024 * 1024
+MAX_IMAGES = 200_000
+MAX_CLASSES = 20_000
+MAX_PATH_CHARS = 4096            # PATH_MAX on Linux
+MAX_NAME_CHARS = 1000            # one class name
+MAX_HIDDEN_LABELS = 100_000
+MAX_VIEW_KEYS = 32
+MAX_VIEW_LIST = 16
+MAX_ID = 2**31 - 1               # concept, segment and label ids, the image index
+#: overlay fields: the JSON type expected and, for numbers, the closed range allowed
+_OVERLAY_BOOLS = ("show_heatmap", "show_segmentation", "show_residual", "show_opaque")
+_OVERLAY_FRACTIONS = ("heatmap_opacity", "threshold", "mask_opacity")
 
 
 class SessionError(Exception):
@@ -95,45 +115,134 @@ class Session:
             raise SessionError("this is not an Insight Desktop session file")
         version = d.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise SessionError(f"the session file has no valid format version (found {version!r})")
+            raise SessionError(f"the session file has no valid format version (found {_shown(version)})")
         if version > SESSION_VERSION:
             raise SessionError(f"the session was saved by a newer Insight Desktop (session format {version}; "
                                f"this version reads up to {SESSION_VERSION}). Update Insight Desktop to open it.")
         base = _absolute(relative_to) if relative_to is not None else None
 
-        def path(text: Any) -> Path:
-            return _resolve(_expect(text, str, "a path"), base)
+        def path(text: Any, what: str) -> Path:
+            return _resolve(_text(text, what, MAX_PATH_CHARS), base)
 
-        images = tuple(path(p) for p in _expect(d.get("images", []), list, "'images' to be a list"))
-        index = _expect(d.get("index", 0), int, "'index' to be a whole number")
+        raw_images = _list(d.get("images", []), "'images'", MAX_IMAGES)
+        images = tuple(path(p, "an image path") for p in raw_images)
+        index = _whole(d.get("index", 0), "'index'", -MAX_ID)
         index = min(max(index, 0), max(len(images) - 1, 0))  # a hand-edited index still opens something
-        overlay = _expect(d.get("overlay", {}), dict, "'overlay' to be an object")
+        raw_classes = _list(d.get("classes", list(DEFAULT_CLASSES)), "'classes'", MAX_CLASSES)
         view = d.get("view")
         try:
             return cls(
                 images=images, index=index,
-                model_path=path(d["model_path"]) if d.get("model_path") is not None else None,
-                device=_expect(d.get("device", "auto"), str, "'device' to be text"),
-                classes=tuple(_expect(c, str, "class names to be text")
-                              for c in _expect(d.get("classes", list(DEFAULT_CLASSES)), list,
-                                               "'classes' to be a list")),
+                model_path=path(d["model_path"], "'model_path'") if d.get("model_path") is not None else None,
+                device=_text(d.get("device", "auto"), "'device'", 32),
+                classes=tuple(_text(c, "a class name", MAX_NAME_CHARS) for c in raw_classes),
                 background=_expect(d.get("background", False), bool, "'background' to be true or false"),
-                concept=_expect(d.get("concept", -1), int, "'concept' to be a whole number"),
-                segment=_expect(d.get("segment", -1), int, "'segment' to be a whole number"),
-                overlay=OverlaySettings.from_dict(overlay),
-                view=_expect(view, dict, "'view' to be an object") if view is not None else None,
-                folder=path(d["folder"]) if d.get("folder") is not None else None,
+                concept=_whole(d.get("concept", -1), "'concept'", -1),
+                segment=_whole(d.get("segment", -1), "'segment'", -1),
+                overlay=_overlay(d.get("overlay", {})),
+                view=_view(view) if view is not None else None,
+                folder=path(d["folder"], "'folder'") if d.get("folder") is not None else None,
                 missing=tuple(p for p in images if not p.is_file()),
             )
-        except (TypeError, ValueError) as exc:  # a wrong overlay field, an unknown device
+        except (TypeError, ValueError) as exc:  # an unknown device
             raise SessionError(f"the session file is invalid: {exc}") from exc
+
+    @property
+    def present(self) -> tuple[Path, ...]:
+        """``images`` less ``missing``, in order (one pass: a session may list 100,000 images)."""
+        if not self.missing:
+            return self.images
+        missing = set(self.missing)
+        return tuple(p for p in self.images if p not in missing)
 
 
 def _expect(value: Any, kind: type, what: str) -> Any:
     # bool is an int in Python; a session with "index": true is still wrong.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SessionError(f"the session file is invalid: expected {what}, found {value!r}")
+        raise _invalid(what, value)
     return value
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: short values as written, long ones by their type and length."""
+    if isinstance(value, (list, dict)):
+        return f"a {'list' if isinstance(value, list) else 'JSON object'} of {len(value):,} entries"
+    if isinstance(value, str) and len(value) > 60:
+        return f"a text of {len(value):,} characters"
+    text = repr(value)
+    return text if len(text) <= 80 else f"a {type(value).__name__}"
+
+
+def _invalid(what: str, value: Any) -> SessionError:
+    return SessionError(f"the session file is invalid: expected {what}, found {_shown(value)}")
+
+
+def _text(value: Any, what: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{what} to be text", value)
+    if len(value) > limit:
+        raise SessionError(f"the session file is invalid: {what} is {len(value):,} characters long "
+                           f"(at most {limit:,})")
+    if "\0" in value:
+        raise _invalid(f"{what} without NUL characters", value)
+    return value
+
+
+def _list(value: Any, what: str, limit: int) -> list:
+    if not isinstance(value, list):
+        raise _invalid(f"{what} to be a list", value)
+    if len(value) > limit:
+        raise SessionError(f"the session file is invalid: {what} has {len(value):,} entries (at most {limit:,})")
+    return value
+
+
+def _whole(value: Any, what: str, low: int, high: int = MAX_ID) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _invalid(f"{what} to be a whole number from {low} to {high}", value)
+    return value
+
+
+def _fraction(value: Any, what: str) -> float:
+    # compared, never converted: NaN fails the comparison, and a 400-digit integer has no float
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise _invalid(f"{what} to be a number from 0 to 1", value)
+    return float(value)
+
+
+def _overlay(value: Any) -> OverlaySettings:
+    """The overlay settings, every field type- and range-checked; unknown keys are ignored
+    (a newer version's) and so is an unknown colormap (it falls back to the default)."""
+    d = _expect(value, dict, "'overlay' to be an object")
+    known: dict[str, Any] = {}
+    for name in _OVERLAY_BOOLS:
+        if name in d:
+            known[name] = _expect(d[name], bool, f"'overlay.{name}' to be true or false")
+    for name in _OVERLAY_FRACTIONS:
+        if name in d:
+            known[name] = _fraction(d[name], f"'overlay.{name}'")
+    if "colormap" in d:
+        known["colormap"] = _text(d["colormap"], "'overlay.colormap'", 64)
+    if "hidden_labels" in d:
+        labels = _list(d["hidden_labels"], "'overlay.hidden_labels'", MAX_HIDDEN_LABELS)
+        known["hidden_labels"] = [_whole(v, "hidden labels", 0) for v in labels]
+    return OverlaySettings.from_dict(known)
+
+
+def _view(value: Any) -> dict[str, Any]:
+    """The image view's state: a flat object of numbers, text, booleans and short lists of them."""
+    d = _expect(value, dict, "'view' to be an object")
+    if len(d) > MAX_VIEW_KEYS:
+        raise SessionError(f"the session file is invalid: 'view' has {len(d):,} keys (at most {MAX_VIEW_KEYS})")
+    for key, v in d.items():
+        _text(key, "a 'view' key", 64)
+        for item in _list(v, f"'view.{key}'", MAX_VIEW_LIST) if isinstance(v, list) else [v]:
+            if isinstance(item, str):
+                _text(item, f"'view.{key}'", 256)
+            elif item is not None and not isinstance(item, (bool, int, float)):
+                raise _invalid(f"'view.{key}' to be numbers or text", item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise _invalid(f"'view.{key}' to be finite", item)
+    return d
 
 
 def _absolute(path: str | os.PathLike) -> Path:
@@ -146,7 +255,10 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _resolve(text: str, base: Path | None) -> Path:
-    p = Path(text).expanduser()
+    try:
+        p = Path(text).expanduser()
+    except RuntimeError:  # "~someone/…" for a user this machine does not know
+        p = Path(text)
     return p if p.is_absolute() or base is None else _absolute(base / p)
 
 
@@ -164,7 +276,12 @@ def load_session(path: str | os.PathLike) -> Session:
     """Read a session file; SessionError says what is wrong with a missing, corrupt or foreign file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SESSION_BYTES + 1)  # bounded: a session is small, a crafted file need not be
+        if len(raw) > MAX_SESSION_BYTES:
+            raise SessionError(f"the session file '{path}' is too large to be a session "
+                               f"(over {MAX_SESSION_BYTES // 2**20} MB)")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SessionError(f"session file not found: '{path}'") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,6 +291,10 @@ def load_session(path: str | os.PathLike) -> Session:
     except json.JSONDecodeError as exc:
         raise SessionError(f"the session file '{path}' is damaged (not valid JSON: {exc.msg}, "
                            f"line {exc.lineno})") from exc
+    except RecursionError:
+        raise SessionError(f"the session file '{path}' is damaged (nested too deeply to be a session)") from None
+    except ValueError as exc:  # e.g. a number with more digits than Python converts
+        raise SessionError(f"the session file '{path}' is damaged ({exc})") from exc
     return Session.from_dict(data, relative_to=_absolute(path).parent)
 
 

@@ -26,6 +26,7 @@ from .session import (
     save_session,
     session_from_document,
 )
+from .window_navigation import NOTICE_MS
 
 MODEL_FILTER = "Concept models (*.zip manifest.json);;All files (*)"
 DEFAULT_SAMPLE = "chelsea.png"
@@ -49,6 +50,8 @@ class FilesWindow(Protocol):
 
     def load_model(self, path: str | Path) -> None: ...
 
+    def statusBar(self) -> Any: ...
+
     def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None: ...
 
     def open_folder(self, folder: str | Path) -> None: ...
@@ -69,8 +72,13 @@ def start(window: FilesWindow, images: Sequence[str | Path], model: str | Path |
     if session is not None:
         open_session(window, session)
         return
-    if not images and model is None and restore_last_session(window):
-        return
+    notice = ""
+    if not images and model is None:
+        try:
+            if restore_last_session(window):
+                return
+        except SessionError as exc:  # carry on with the samples, say so without a dialog
+            notice = str(exc)
     model = Path(model) if model else window.settings.last_model_path()
     if model is None or not model.exists():
         model = default_model()
@@ -84,6 +92,8 @@ def start(window: FilesWindow, images: Sequence[str | Path], model: str | Path |
         samples = sample_images()
         first = next((i for i, p in enumerate(samples) if p.name == DEFAULT_SAMPLE), 0)
         window.open_images(samples, first, resource_path("samples"))
+    if notice:
+        window.statusBar().showMessage(notice, NOTICE_MS)
 
 
 def is_model(path: Path) -> bool:
@@ -162,7 +172,7 @@ def _apply_session(window: FilesWindow, session: Session, quiet: bool = False) -
     if model is not None and model != window.model_path:
         window.load_model(model)
     apply_session_to_document(session, window.document)
-    present = [p for p in session.images if p not in set(session.missing)]
+    present = list(session.present)
     if session.missing and not quiet:
         show_error(window, "Some images are missing",
                    f"{len(session.missing)} image(s) of the session no longer exist:\n"
@@ -194,15 +204,26 @@ def save_last_session(window: FilesWindow) -> None:
 
 
 def restore_last_session(window: FilesWindow) -> bool:
-    """On starting without arguments: reopen what was open last time, if its images still exist."""
+    """On starting without arguments: reopen what was open last time, if its images still exist.
+
+    A last session that cannot be read is moved aside to ``last.insight-session.broken`` (kept,
+    for a bug report, and replaced by the next broken one) and SessionError says so: the caller
+    then opens the samples, so a bad file costs one notice, not a blank window on every start."""
     path = last_session_path(window)
     if not path.is_file():
         return False
     try:
         session = load_session(path)
-    except SessionError:
-        return False
-    if not [p for p in session.images if p not in set(session.missing)]:
+    except SessionError as exc:
+        aside = path.with_name(path.name + ".broken")
+        try:
+            path.replace(aside)
+            kept = f"; it was kept as '{aside}'"
+        except OSError:
+            kept = ""
+        raise SessionError(f"The last session could not be restored ({exc}){kept}. "
+                           "The sample images are open instead.") from exc
+    if not session.present:
         return False
     _apply_session(window, session, quiet=True)
     return True

@@ -165,3 +165,145 @@ def test_the_view_travels_through_the_document(full_session):
     assert target.view_to_restore == (full_session.images[1], {"rect": [10.0, 20.0, 30.0, 40.0]})
     apply_session_to_document(Session(images=full_session.images), target)
     assert target.view_to_restore is None  # a session without a view leaves the fit
+
+
+# ---------------------------------------------------------------------- untrusted session files
+def _write(path, **fields):
+    path.write_text(json.dumps({"format": "insight-desktop-session", "version": 1, **fields}))
+    return path
+
+
+def test_deeply_nested_json_is_a_session_error_not_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.insight-session"
+    path.write_text('{"format": "insight-desktop-session", "version": 1, "view": ' + "[" * 100_000
+                    + "]" * 100_000 + "}")
+    with pytest.raises(SessionError, match="nested too deeply"):
+        load_session(path)
+
+
+@pytest.mark.parametrize("overlay, field", [
+    ({"heatmap_opacity": "x"}, "overlay.heatmap_opacity"),
+    ({"heatmap_opacity": 7}, "overlay.heatmap_opacity"),
+    ({"threshold": float("nan")}, "overlay.threshold"),
+    ({"mask_opacity": None}, "overlay.mask_opacity"),
+    ({"show_heatmap": "yes"}, "overlay.show_heatmap"),
+    ({"colormap": 3}, "overlay.colormap"),
+    ({"hidden_labels": [1, "2"]}, "hidden labels"),
+    ({"hidden_labels": [-1]}, "hidden labels"),
+    ({"hidden_labels": {"a": 1}}, "overlay.hidden_labels"),
+])
+def test_overlay_fields_are_type_checked_before_they_reach_the_document(tmp_path, overlay, field):
+    with pytest.raises(SessionError, match=field.replace(".", r"\.")):
+        load_session(_write(tmp_path / "s.json", overlay=overlay))
+
+
+def test_valid_overlay_values_and_an_unknown_colormap_still_load(tmp_path):
+    s = load_session(_write(tmp_path / "s.json", overlay={"heatmap_opacity": 1, "threshold": 0.25, "colormap": "nope",
+                                                          "hidden_labels": [4, 2], "from_a_newer_version": 1}))
+    assert s.overlay == OverlaySettings(heatmap_opacity=1.0, threshold=0.25, hidden_labels=frozenset({2, 4}))
+    assert isinstance(s.overlay.heatmap_opacity, float)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"classes": ["x" * 5000]}, "class name is 5,000 characters long"),
+    ({"classes": ["c"] * 20_001}, "'classes' has 20,001 entries"),
+    ({"images": ["a" * 5000 + ".png"]}, "image path is 5,004 characters"),
+    ({"images": ["a\0.png"]}, "without NUL"),
+    ({"model_path": 3}, "'model_path' to be text"),
+    ({"device": "cuda:" + "0" * 100}, "'device' is 105 characters"),
+    ({"concept": 2**70}, "'concept' to be a whole number from -1"),
+    ({"segment": -2}, "'segment'"),
+    ({"concept": 1.5}, "'concept'"),
+    ({"view": {"rect": [1, 2, {"deep": [1]}]}}, "'view.rect' to be numbers or text"),
+    ({"view": {"rect": [0] * 17}}, "'view.rect' has 17 entries"),
+    ({"view": {f"k{i}": 1 for i in range(33)}}, "'view' has 33 keys"),
+    ({"view": {"zoom": float("inf")}}, "'view.zoom' to be finite"),
+    ({"background": "x" * 10_000}, "a text of 10,000 characters"),
+])
+def test_fields_are_bounded_and_typed(tmp_path, fields, message):
+    with pytest.raises(SessionError, match=message):
+        load_session(_write(tmp_path / "s.json", **fields))
+
+
+def test_huge_numbers_and_huge_files_are_session_errors(tmp_path, monkeypatch):
+    import insight_desktop.gui.session as session_module
+
+    path = tmp_path / "s.json"
+    path.write_text('{"format": "insight-desktop-session", "version": 1, "index": ' + "9" * 10_000 + "}")
+    with pytest.raises(SessionError, match="damaged"):
+        load_session(path)
+    monkeypatch.setattr(session_module, "MAX_SESSION_BYTES", 100)
+    _write(path, classes=["a" * 200])
+    with pytest.raises(SessionError, match="too large"):
+        load_session(path)
+
+
+def test_an_unknown_home_directory_is_a_plain_path(tmp_path):
+    s = load_session(_write(tmp_path / "s.json", images=["~no-such-user-h15/a.png"]))
+    assert s.missing == s.images and len(s.images) == 1
+
+
+def test_fifty_thousand_missing_images_are_found_in_one_pass(tmp_path):
+    present = [_png(tmp_path / f"p{i}.png") for i in range(3)]
+    listed = [str(tmp_path / f"gone{i}.png") for i in range(50_000)]
+    listed[10_000:10_000] = [str(present[0])]
+    listed.append(str(present[1]))
+    listed.insert(0, str(present[2]))
+    s = load_session(_write(tmp_path / "s.json", images=listed, index=10_001))
+    assert len(s.missing) == 50_000 and s.present == (present[2], present[0], present[1])
+    assert s.current_image == present[0]
+
+
+def test_a_window_opens_a_session_of_fifty_thousand_missing_images(qtbot, window, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    from insight_desktop.core.paths import resource_path
+    from insight_desktop.gui import window_files
+
+    chelsea = resource_path("samples", "chelsea.png")
+    listed = [str(tmp_path / f"gone{i}.png") for i in range(50_000)] + [str(chelsea)]
+    window_files.open_session(window, _write(tmp_path / "many.insight-session", images=listed, index=50_000))
+    assert window.images == [chelsea]
+    qtbot.waitUntil(lambda: window.document.image_path == chelsea, timeout=30_000)
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1 and "50000 image(s) of the session no longer exist" in boxes[0].text()
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, '{"format": "insight-desktop-session", "version": 1, '
+                                     '"overlay": {"heatmap_opacity": "x"}, "images": ["a.png"]}'])
+def test_a_broken_last_session_falls_back_to_the_samples_and_is_kept_aside(qtbot, tmp_path, content):
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QMessageBox
+
+    from insight_desktop.core.paths import resource_path
+    from insight_desktop.gui.main_window import MainWindow
+    from insight_desktop.gui.settings import AppSettings
+
+    last = tmp_path / "last.insight-session"
+    last.write_text(content)
+    for attempt in range(2):  # the next start is quiet: the broken file is no longer in the way
+        w = MainWindow(AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)))
+        qtbot.addWidget(w)
+        w.status.set_device_choice("cpu")
+        w.start()
+        qtbot.waitUntil(lambda w=w: w.document.image_path == resource_path("samples", "chelsea.png"),
+                        timeout=30_000)
+        assert not [b for b in w.findChildren(QMessageBox) if b.isVisible()]  # a notice, not a dialog
+        notice = w.statusBar().currentMessage()
+        if attempt == 0:
+            assert "last session could not be restored" in notice and "last.insight-session.broken" in notice
+        else:
+            assert "could not be restored" not in notice
+        assert not last.exists() and (tmp_path / "last.insight-session.broken").read_text() == content
+        qtbot.waitUntil(lambda w=w: w.document.analysis is not None and not w.worker.is_busy, timeout=60_000)
+        w.images = []  # closing must not save a new last session for the second start
+        w.close()
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), float("inf"), float("-inf")])
+def test_out_of_range_overlay_numbers_are_session_errors(tmp_path, value):
+    path = tmp_path / "s.json"
+    path.write_text('{"format": "insight-desktop-session", "version": 1, "overlay": {"threshold": '
+                    + (json.dumps(value) if isinstance(value, float) else str(value)) + "}}")
+    with pytest.raises(SessionError, match="overlay.threshold"):
+        load_session(path)

@@ -252,7 +252,9 @@ def compute_relations(store, sae, *, batch_tokens: int = 8192, device: Any = "cp
                                           (acc.n_tokens - resumed_from) / max(elapsed, 1e-9), resumed_from))
     if ckpt is not None and (saved_at != acc.n_tokens or not ckpt.exists()):
         save()
-    provenance = {"store": str(Path(store.root).resolve()), "backbone": settings["backbone"],
+    # the store's content, not its folder: a build's store lives in a work folder that is deleted
+    # afterwards, and a resumed build must give the same bytes as an uninterrupted one
+    provenance = {"images_digest": _images_digest(store, total_images), "backbone": settings["backbone"],
                   "sae": settings["sae"], "images": total_images}
     return acc.to_relations(config.group_ends, tau, provenance, release=True)
 

@@ -90,9 +90,10 @@ def zero_shot(concepts: np.ndarray, activations: np.ndarray, decoder_rows: np.nd
     embeddings; ``opaque_features`` [d] the mean raw patch feature (for the reference), or None.
     """
     concepts, activations = _pooled(concepts, activations)
-    W = np.asarray(decoder_rows, dtype=np.float64).reshape(concepts.size, -1)
+    b = np.asarray(b_dec, dtype=np.float64).reshape(-1)
+    # by b's width, not −1: with no concept active there are 0 rows, and the logits are b's alone
+    W = np.asarray(decoder_rows, dtype=np.float64).reshape(concepts.size, b.size)
     text = np.asarray(text, dtype=np.float64)
-    b = np.asarray(b_dec, dtype=np.float64)
     x_hat = activations.astype(np.float64) @ W + b
     norm = max(float(np.linalg.norm(x_hat)), 1e-12)
     similarity = W @ text.T                                              # S [n, C]

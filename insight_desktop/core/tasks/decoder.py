@@ -29,12 +29,15 @@ class ActiveDecoder:
 
     def __post_init__(self) -> None:
         concepts = np.array(self.concepts, dtype=np.int64).reshape(-1)
-        rows = np.array(self.rows, dtype=np.float32).reshape(concepts.size, -1)
         bias = np.array(self.bias, dtype=np.float32).reshape(-1)
+        rows = np.array(self.rows, dtype=np.float32)
         if np.any(np.diff(concepts) <= 0):
             raise ValueError("ActiveDecoder: concepts must be ascending and distinct")
-        if rows.shape[1] != bias.size:
-            raise ValueError(f"ActiveDecoder: rows of width {rows.shape[1]} but a bias of {bias.size}")
+        if rows.size != concepts.size * bias.size:
+            raise ValueError(f"ActiveDecoder: rows of shape {rows.shape} for {concepts.size} concepts "
+                             f"but a bias of {bias.size}")
+        # by the bias's width, not −1: an image in which no concept fires has 0 rows of width d
+        rows = rows.reshape(concepts.size, bias.size)
         for name, arr in (("concepts", concepts), ("rows", rows), ("bias", bias)):
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
