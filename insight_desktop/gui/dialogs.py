@@ -160,6 +160,7 @@ def show_error(parent: QWidget | None, title: str, message: str,
     """
     box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, parent)
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # messages quote file, model and concept names: never markup
     if isinstance(details, BaseException):
         details = "".join(traceback.format_exception(type(details), details, details.__traceback__))
     if details:

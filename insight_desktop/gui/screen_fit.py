@@ -5,9 +5,11 @@ the status bar, a dock or a dialog's buttons out of reach (at 150 % on a 1920×1
 1500×940 window needs 2250×1410 device pixels).  Everything here measures against the screen's
 *available* geometry (without task bars and docks), in Qt's logical pixels.
 
-The smallest the main window gets (its minimumSizeHint, with the filmstrip shown and DejaVu fonts
-under Xvfb) is about 701×467 logical pixels: it fits 1366×768 at up to 150 % and 1920×1080 at up
-to 200 % (tests/gui/test_screen_fit.py checks the 150 % laptop case).
+The smallest the main window gets (its minimumSizeHint, with the filmstrip shown and DejaVu fonts)
+is about 629×315 logical pixels on a 1366×768 screen at 200 % (683×384 logical): the panels scroll,
+button rows wrap, the filmstrip's thumbnails shrink on a short screen and there the inspector
+moves beside the explanations.  tests/gui/test_screen_fit.py checks 1366×768 at 125, 150 and
+200 % and 1920×1080 at 150 and 200 %.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
+import pytest
 from PySide6.QtCore import QRect, QSettings
 from PySide6.QtGui import QGuiApplication
 
@@ -31,10 +34,16 @@ def test_the_window_opens_inside_the_available_screen(qtbot, tmp_path):
     assert screen.contains(window.geometry().marginsAdded(FRAME))
 
 
-def test_the_window_can_shrink_to_a_1366x768_laptop_at_150_percent(qtbot, tmp_path, monkeypatch):
+LAPTOPS = [(1366, 768, 1.25), (1366, 768, 1.5), (1366, 768, 2.0), (1920, 1080, 1.5), (1920, 1080, 2.0)]
+
+
+@pytest.mark.parametrize("width, height, scale", LAPTOPS, ids=lambda v: str(v))
+def test_the_window_fits_a_laptop_screen_at_every_scaling(qtbot, tmp_path, monkeypatch, width, height, scale):
+    """QT_SCALE_FACTOR divides the screen into logical pixels; the widgets' minimum sizes are in logical
+    pixels whatever the factor, so a fake available geometry of the logical size is the real test."""
     from insight_desktop.gui import main_window, screen_fit
 
-    laptop = QRect(0, 0, 911, 512)  # 1366×768 device pixels at 150 %, in logical pixels
+    laptop = QRect(0, 0, round(width / scale), round(height / scale))  # e.g. 1366×768 at 200 %: 683×384
     monkeypatch.setattr(main_window, "available_geometry", lambda widget: laptop)
     monkeypatch.setattr(screen_fit, "available_geometry", lambda widget: laptop)
     window = new_window(qtbot, tmp_path / "s.ini")
@@ -42,6 +51,20 @@ def test_the_window_can_shrink_to_a_1366x768_laptop_at_150_percent(qtbot, tmp_pa
     hint, room = window.minimumSizeHint(), laptop.marginsRemoved(FRAME)
     assert hint.width() <= room.width() and hint.height() <= room.height(), (hint, room)
     assert window.width() <= room.width() and window.height() <= room.height()
+
+    # The Explanations panel wraps its button rows instead of scrolling sideways.
+    qtbot.wait(20)
+    scroll = window.task_scroll
+    assert scroll.horizontalScrollBar().maximum() == 0, (scroll.viewport().width(), window.task_tabs.minimumSizeHint())
+    editor = window.segmentation.classes
+    buttons = [editor.add_button, editor.remove_button, editor.undo_button, editor.presets, editor.load_button,
+               editor.save_button]
+    for a, b in combinations(buttons, 2):
+        assert not a.geometry().intersects(b.geometry()), (a, b)
+    # the wrapped rows get their room once the layouts settle
+    qtbot.waitUntil(lambda: all(editor.buttons.rect().contains(b.geometry()) for b in buttons))
+    below = window.segmentation.background  # the next widget under the class editor
+    assert editor.mapTo(window, editor.rect().bottomLeft()).y() < below.mapTo(window, below.rect().topLeft()).y()
 
 
 def test_a_saved_geometry_larger_than_the_screen_and_off_it_is_brought_back(qtbot, tmp_path):

@@ -232,3 +232,78 @@ def test_a_preset_can_be_undone(qtbot, panel, document):
     assert document.classes == CLASSES[1:]
     qtbot.mouseClick(panel.classes.undo_button, Qt.MouseButton.LeftButton)
     assert document.classes == CLASSES
+
+
+def test_the_legend_keeps_its_rows_when_a_segment_is_explained(qtbot, document):
+    """The chart of a clicked segment grows under the legend; the legend must still show every class
+    (it shrank to three rows of a longer list before)."""
+    from insight_desktop.gui.widgets.segmentation_panel import LEGEND_ROWS
+
+    panel = show_widget(qtbot, SegmentationPanel(document), 300, 420)  # short: a laptop's panel
+    n = panel.legend.topLevelItemCount()
+    assert n == len(CLASSES) <= LEGEND_ROWS
+
+    def fully_visible_rows():
+        qtbot.wait(10)  # let the layout settle
+        view = panel.legend.viewport().rect()
+        return sum(view.contains(panel.legend.visualItemRect(it)) for it in _legend_items(panel))
+
+    assert fully_visible_rows() == n
+    _click_legend_row(qtbot, panel, 0)
+    assert len(panel.chart.labels()) > panel.chart.top  # the chart grew: 12 concepts, the rest, the bias
+    assert fully_visible_rows() == n
+
+
+def test_chart_labels_are_cut_at_word_ends_and_the_summary_row_stays_readable(qtbot):
+    from insight_desktop.core.tasks.codes import ConceptContribution
+    from insight_desktop.gui.widgets.contribution_chart import ContributionChart
+
+    names = {0: "ornithology enthusiasts of the northern hemisphere", 1: "supercalifragilisticexpialidocious"}
+    chart = ContributionChart(name_of=lambda c: names.get(c, f"c{c}"), top=2)
+    show_widget(qtbot, chart, 300, 200)
+    chart.set_contributions([ConceptContribution(c, 1.0 / (c + 1)) for c in range(138)], 0.1, "why")
+    assert chart.rest()[0] == 136
+    full = chart.labels()
+    drawn = chart.drawn_labels()
+    assert full[2] == "136 other concepts" and drawn[2] == "136 other concepts"  # readable, whole
+    assert drawn[3] == "bias"
+    long_name, one_word = drawn[0], drawn[1]
+    assert long_name != full[0] and long_name.endswith("…")
+    assert full[0].startswith(long_name[:-1]) and full[0][len(long_name) - 1] == " "  # cut where a word ends
+    assert one_word.endswith("…") and full[1].startswith(one_word[:-1])                # or at the right
+
+    chart.resize(170, 200)  # very narrow: the summary row says it in short, still whole words
+    qtbot.wait(10)
+    rest = chart.drawn_labels()[2]
+    assert rest in ("136 other concepts", "136 others"), rest
+
+
+def test_in_a_narrow_scrolled_dock_nothing_is_drawn_over_anything_else(qtbot, document):
+    """As in the Explanations dock (a scroll area around a tab widget) on a laptop at 150–200 %:
+    the rows wrap and the wrapped lines get their room (the agreement line was drawn over the legend)."""
+    from PySide6.QtWidgets import QScrollArea, QTabWidget
+
+    panel = SegmentationPanel(document)
+    tabs = QTabWidget()
+    tabs.addTab(panel, "Segmentation")
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(tabs)
+    show_widget(qtbot, scroll, 226, 430)
+    _click_legend_row(qtbot, panel, 0)  # the chart grows too
+    document.set_classes(CLASSES + ("rocket",))  # and the notice speaks
+    assert panel.notice.text()
+    line = panel.agreement.fontMetrics().height()
+    qtbot.waitUntil(lambda: panel.agreement.height() >= 2 * line)  # wrapped, and given its lines
+    qtbot.wait(20)
+
+    def top_bottom(w):
+        top = w.mapTo(tabs, QPoint(0, 0)).y()
+        return top, top + w.height()
+
+    stacked = [panel.classes, panel.background, panel.notice, panel.legend, panel.agreement,
+               panel.show_segmentation, panel.chart]
+    spans = [top_bottom(w) for w in stacked]
+    for (name_a, (_, bottom)), (name_b, (top, _)) in zip(zip(stacked, spans), zip(stacked[1:], spans[1:])):
+        assert bottom <= top, (type(name_a).__name__, type(name_b).__name__, spans)
+    assert scroll.horizontalScrollBar().maximum() == 0  # and nothing scrolls sideways

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
-    QHBoxLayout,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -23,6 +22,7 @@ from ...core.fileio import atomic_write_bytes
 from ...core.tasks.prompts import ClassListError, read_class_file
 from ..actions import TYPING_TARGET
 from ..document import CLASS_PRESETS
+from .wrapping_row import WrappingRow
 
 
 class ClassListEditor(QWidget):
@@ -58,14 +58,14 @@ class ClassListEditor(QWidget):
         self.undo_button.setText("Undo")
         self.undo_button.setToolTip("Undo the last change to the list (Ctrl+Z)")
         self.undo_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        for w in (self.add_button, self.remove_button, self.undo_button, self.presets, self.load_button,
-                  self.save_button):
-            buttons.addWidget(w)
+        # A flow layout: on a narrow panel (a laptop at 150 %) the buttons wrap onto a second row
+        # instead of widening the panel past the screen, which scrolled it sideways.
+        self.buttons = WrappingRow(self.add_button, self.remove_button, self.undo_button, self.presets,
+                                   self.load_button, self.save_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list)
-        layout.addLayout(buttons)
+        layout.addWidget(self.buttons)
         self._folder = ""
         self._syncing = False
         self._shown: tuple[str, ...] = ()           # the names as last emitted or set

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from .contribution_chart import ContributionChart
+from .plain_text import escaped
+from .wrapping_row import WrappedLabel
 
 ZERO_SHOT = "Zero-shot (your classes)"
 PROBE = "Probe (bundle)"
@@ -37,8 +39,8 @@ class ClassificationPanel(QWidget):
         self.method = QComboBox()
         self.method.setToolTip("Zero-shot compares the image with your class names; the probe is a classifier "
                                "trained on concepts and stored in the concept model")
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = WrappedLabel()
+        self.summary.setTextFormat(Qt.TextFormat.RichText)  # always: _summary escapes what it quotes
         self.table = QTableWidget(0, 0)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -159,9 +161,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _summary(result) -> str:
-    text = f"Through the concepts: <b>{result.predicted_name}</b> ({100 * result.probabilities.max():.1f} %)"
+    # Rich text for the bold; the class names in it are escaped (a session file may carry any name).
+    text = f"Through the concepts: <b>{escaped(result.predicted_name)}</b> ({100 * result.probabilities.max():.1f} %)"
     if result.opaque_predicted is not None:
         same = result.opaque_predicted == result.predicted
         text += f"; the opaque features {'agree' if same else 'say'}"
-        text += "" if same else f" <b>{result.class_names[result.opaque_predicted]}</b>"
+        text += "" if same else f" <b>{escaped(result.class_names[result.opaque_predicted])}</b>"
     return text

@@ -101,6 +101,7 @@ class ConceptInspector(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.6)
         font.setBold(True)
         self.name.setFont(font)
+        self.name.setTextFormat(Qt.TextFormat.PlainText)  # a name is text, never markup (names.json is not trusted)
         self.name.setWordWrap(True)
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.rename_action = QAction("Rename Concept…", self)
@@ -114,6 +115,7 @@ class ConceptInspector(QWidget):
         rename.setAutoRaise(True)
         self.facts = QLabel(self)
         self.facts.setWordWrap(True)
+        self.facts.setTextFormat(Qt.TextFormat.PlainText)
         self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.thumbnails = ThumbnailStrip(self)
 
@@ -161,6 +163,9 @@ class ConceptInspector(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(page)
+        # It scrolls: two lines are enough as a minimum (Qt's is room for both scroll bars), so the
+        # window still fits a laptop screen at 200 %.
+        scroll.setMinimumHeight(2 * self.fontMetrics().lineSpacing())
 
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
@@ -254,6 +259,8 @@ class ConceptInspector(QWidget):
         dialog.setLabelText(f"Name of concept #{j} (leave empty for the model's name, "
                             f"'{doc.catalog.names.model_name(j)}'):")
         dialog.setTextValue(doc.concept_name(j))
+        for label in dialog.findChildren(QLabel):  # the prompt quotes the model's name: plain text
+            label.setTextFormat(Qt.TextFormat.PlainText)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.textValueSelected.connect(partial(self._rename, doc.catalog, j))  # the concept asked about
         dialog.open()

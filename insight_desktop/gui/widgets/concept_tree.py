@@ -29,6 +29,9 @@ SEARCH_DEBOUNCE_MS = 150
 #: at most this many ancestors are expanded to reveal matches (expanding is per index, in Python)
 MAX_EXPANDED = 2000
 SORT_MODES = ("Hierarchy", "Activation")
+#: the numeric columns' widths (px) on a wide panel; on a narrow one (a laptop at 150 %) they
+#: shrink so that the name keeps 40 % of the width (it was squeezed to "Nan" behind a scroll bar)
+COLUMN_WIDTHS = ((Column.LEVEL, 44), (Column.ACTIVATION, 72), (Column.FREQUENCY, 72))
 
 
 class ConceptFilterProxy(QSortFilterProxyModel):
@@ -115,9 +118,14 @@ class ConceptTreePanel(QWidget):
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((Column.LEVEL, 44), (Column.ACTIVATION, 72), (Column.FREQUENCY, 72)):
+        header.setMinimumSectionSize(20)
+        for column, width in COLUMN_WIDTHS:
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
+
+        # Two rows at the least (Qt's default is about three): on a laptop at 200 % every line counts.
+        self.view.setMinimumHeight(header.sizeHint().height() + 2 * (self.fontMetrics().height() + 4)
+                                   + 2 * self.view.frameWidth())
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -145,6 +153,16 @@ class ConceptTreePanel(QWidget):
         document.conceptSelected.connect(self._follow_document)
         document.modelChanged.connect(self._after_model_changed)
         self._follow_document(document.concept)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 — Qt override
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """The numeric columns at their widths, or narrower so that the name keeps 40 % of the view."""
+        scale = min(1.0, 0.6 * self.view.width() / sum(w for _, w in COLUMN_WIDTHS))
+        for column, width in COLUMN_WIDTHS:
+            self.view.header().resizeSection(column, max(20, int(width * scale)))
 
     # ------------------------------------------------------------------ public
     def focus_search(self) -> None:

@@ -16,6 +16,8 @@ from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
+from .plain_text import escaped_tooltip
+
 POSITIVE = QColor(43, 131, 186)   # blue: speaks for the class
 NEGATIVE = QColor(215, 25, 28)    # red: speaks against (blue/red stays apart for colour-blind readers)
 BIAS = QColor(150, 150, 150)
@@ -26,6 +28,22 @@ _ROW = 20        # px per bar row
 _GAP = 4         # px between a bar and its row's edges
 _PAD = 6
 _VALUE_W = 64    # px reserved right of the bars for value text
+_MIN_BARS = 40   # px the bars keep however long the labels are
+
+
+def elide_words(fm: QFontMetrics, text: str, width: int) -> str:
+    """``text`` cut to ``width`` px at the end of a word ("136 other…"), else at the right ("ornith…").
+
+    Never in the middle (Qt's ElideMiddle made "136 oth…oncepts", which reads as neither).
+    """
+    if fm.horizontalAdvance(text) <= width:
+        return text
+    words = text.split(" ")
+    for n in range(len(words) - 1, 0, -1):
+        head = " ".join(words[:n]).rstrip(" ,;:·-") + "…"
+        if fm.horizontalAdvance(head) <= width:
+            return head
+    return fm.elidedText(text, Qt.TextElideMode.ElideRight, width)
 
 
 class ContributionChart(QWidget):
@@ -115,9 +133,16 @@ class ContributionChart(QWidget):
         return QFontMetrics(self.font()).height() + _PAD if self._title else 0
 
     def _label_width(self) -> int:
+        """Up to 40 % of the width for labels, more when the summary rows ("136 other concepts",
+        "bias") need it: they say what their bars are, so they are cut last."""
         fm = QFontMetrics(self.font())
-        widest = max((fm.horizontalAdvance(r[0]) for r in self._rows()), default=0) + _PAD
-        return min(widest, max(60, int(self.width() * 0.4)))
+        rows = self._rows()
+        widest = max((fm.horizontalAdvance(r[0]) for r in rows), default=0) + _PAD
+        summary = max((fm.horizontalAdvance(r[0]) for r in rows if r[3] < 0), default=0) + _PAD
+        short = fm.horizontalAdvance(f"{self._rest[0]} others") + _PAD if self._rest else 0  # the least they get
+        room = self.width() - _VALUE_W - 3 * _PAD - _MIN_BARS
+        floor = summary if summary <= room else short  # too narrow for "213 other concepts": "213 others"
+        return min(widest, max(60, short, room), max(60, int(self.width() * 0.4), floor))
 
     def _scale(self) -> tuple[float, float, int, int]:
         """(lowest value, highest value, x of the axis start, axis width in px)."""
@@ -155,7 +180,7 @@ class ContributionChart(QWidget):
 
     def minimumSizeHint(self) -> QSize:
         rows = max(len(self._rows()), 2)
-        return QSize(200, 2 * _PAD + self._title_height() + rows * _ROW)
+        return QSize(160, 2 * _PAD + self._title_height() + rows * _ROW)  # fits a 200 % laptop panel
 
     def _changed(self) -> None:
         self.updateGeometry()
@@ -174,10 +199,25 @@ class ContributionChart(QWidget):
         self.setCursor(Qt.CursorShape.PointingHandCursor if clickable else Qt.CursorShape.ArrowCursor)
         if i >= 0:
             label, value, _, concept = self._rows()[i]
-            what = f"{label} (concept {concept})" if concept >= 0 else label
-            QToolTip.showText(event.globalPosition().toPoint(), f"{what}: {value:+.4g}" +
-                              ("\nclick to show this concept" if clickable else ""), self)
+            QToolTip.showText(event.globalPosition().toPoint(),
+                              self.tooltip_text(label, value, concept, clickable), self)
         super().mouseMoveEvent(event)
+
+    @staticmethod
+    def tooltip_text(label: str, value: float, concept: int, clickable: bool) -> str:
+        """A row's tooltip: the name in full (escaped: a name is text, never markup) and its value."""
+        what = f"{label} (concept {concept})" if concept >= 0 else label
+        return escaped_tooltip(f"{what}: {value:+.4g}" + ("\nclick to show this concept" if clickable else ""))
+
+    def drawn_labels(self) -> list[str]:
+        """The row labels as painted at the current width (elided where they do not fit)."""
+        fm, width = QFontMetrics(self.font()), self._label_width() - _PAD
+        labels = []
+        for label, _, _, concept in self._rows():
+            if concept < 0 and self._rest and label != "bias" and fm.horizontalAdvance(label) > width:
+                label = f"{self._rest[0]} others"  # "213 other concepts" in short, rather than "213 other…"
+            labels.append(elide_words(fm, label, width))
+        return labels
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
@@ -198,12 +238,11 @@ class ContributionChart(QWidget):
             return
         lo, hi, x0, width = self._scale()
         label_w = self._label_width()
-        for i, (label, value, colour, concept) in enumerate(rows):
+        for i, ((_, value, colour, concept), shown) in enumerate(zip(rows, self.drawn_labels())):
             row = self._row_rect(i)
             p.setPen(text)
             p.drawText(QRect(_PAD, row.top(), label_w - _PAD, _ROW),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                       fm.elidedText(label, Qt.TextElideMode.ElideMiddle, label_w - _PAD))
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, shown)
             rect = self.bar_rect(i)
             p.fillRect(rect, colour)
             if concept >= 0 and concept == self._highlight:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -29,7 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.images import DEFAULT_MAX_PIXELS, ImageLoadError, find_images, load_image
+from .. import screen_fit
 from ..jobs import JobPool, Outcome
+from .plain_text import escaped_tooltip
 
 THUMBNAIL_SIZE = 96
 #: drawn under the red cross of a file that cannot be read
@@ -39,6 +42,13 @@ STATE_ROLE = Qt.ItemDataRole.UserRole + 1
 #: item data role holding the image path (a str)
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 _MARGIN = 8  # items beyond each edge of the view that are decoded ahead of scrolling
+
+
+def thumbnail_size_for(screen_height: int) -> int:
+    """The thumbnail size for a screen ``screen_height`` logical px tall: THUMBNAIL_SIZE, smaller on
+    a short screen (1366×768 at 150 % is 512 px tall; at 200 %, 384), where a 96 px strip took a
+    third of the height and pushed the window past the screen."""
+    return THUMBNAIL_SIZE if screen_height >= 700 else 72 if screen_height >= 480 else 48
 
 
 def images_in_folder(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
@@ -142,8 +152,10 @@ class Filmstrip(QWidget):
 
     imageActivated = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None, *, thumbnail_size: int = THUMBNAIL_SIZE):
+    def __init__(self, parent: QWidget | None = None, *, thumbnail_size: int | None = None):
         super().__init__(parent)
+        if thumbnail_size is None:  # as large as the screen allows
+            thumbnail_size = thumbnail_size_for(screen_fit.available_geometry(self).height())
         self.thumbnail_size = thumbnail_size
         self._paths: list[Path] = []
         self._requested: set[int] = set()
@@ -174,6 +186,8 @@ class Filmstrip(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list)
+        # As tall as the strip, never taller: a taller dock only took height from the image and panels.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
 
     # ------------------------------------------------------------------ public API
     def set_images(self, paths: Sequence[str | os.PathLike], current: int = 0) -> None:
@@ -186,7 +200,7 @@ class Filmstrip(QWidget):
             self.list.clear()
             for path in self._paths:
                 item = QListWidgetItem(self._loading_icon, "")
-                item.setToolTip(str(path))
+                item.setToolTip(escaped_tooltip(str(path)))
                 item.setData(STATE_ROLE, "loading")
                 item.setData(PATH_ROLE, str(path))
                 item.setSizeHint(self.list.gridSize())
@@ -232,7 +246,7 @@ class Filmstrip(QWidget):
         item = self.list.item(index)
         item.setIcon(self.broken_icon)
         item.setData(STATE_ROLE, "broken")
-        item.setToolTip(f"{self._paths[index]}\ncannot show this image: {reason}")
+        item.setToolTip(escaped_tooltip(f"{self._paths[index]}\ncannot show this image: {reason}"))
 
     def thumbnail_state(self, index: int) -> str:
         """"loading", "ready" or "broken"."""

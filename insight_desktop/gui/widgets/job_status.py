@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
 DEVICES = (("Auto", "auto"), ("CPU", "cpu"), ("CUDA", "cuda"))
@@ -17,6 +17,7 @@ class JobStatus(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.text = QLabel()
+        self.text.setTextFormat(Qt.TextFormat.PlainText)  # it quotes file and model names
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setFixedWidth(160)

@@ -13,6 +13,8 @@ from enum import IntEnum
 import numpy as np
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, Qt, Signal
 
+from .plain_text import escaped_tooltip
+
 #: item-data role: the concept id (int) of a row, in every column
 CONCEPT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: item-data role: a sortable value (numbers for the numeric columns, the lower-case name otherwise)
@@ -202,7 +204,7 @@ class QtConceptTreeModel(QAbstractItemModel):
         candidates = catalog.names.candidates(concept) if catalog is not None else ()
         if candidates:
             lines.append("Candidates: " + ", ".join(f"{c.term} ({c.score:.2f})" for c in candidates[:5]))
-        return "\n".join(lines)
+        return escaped_tooltip("\n".join(lines))
 
     # ------------------------------------------------------------------ document
     def _on_model_changed(self) -> None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from .qt_concept_tree_model import CONCEPT_ROLE
+from .wrapping_row import WrappedLabel
 
 EMPTY_TEXT = "Click the image (Ctrl+drag for a rectangle) to see the concepts there"
 NO_ANALYSIS_TEXT = "Analyse an image, then click it to see the concepts there"
@@ -69,7 +70,7 @@ class RegionPanel(QWidget):
         self.empty = QLabel(EMPTY_TEXT, self)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
-        self.title = QLabel(self)
+        self.title = WrappedLabel(parent=self)  # "— the strongest 1000 of 1234 concepts" must not widen the panel
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()

@@ -12,9 +12,7 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
-    QLabel,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -27,8 +25,12 @@ from ...core.tasks.prompts import ClassListError, validate_classes
 from ...core.tasks.render import class_colours
 from .class_list_editor import ClassListEditor
 from .contribution_chart import ContributionChart
+from .wrapping_row import WrappedLabel, WrappingRow
 
 _LABEL = Qt.ItemDataRole.UserRole
+#: the legend always has room for this many classes (all of them when fewer): the chart of a
+#: selected segment grows below it, and must not squeeze the legend down to a few rows
+LEGEND_ROWS = 8
 _ERROR_STYLE = "color: #c0392b;"
 
 
@@ -41,13 +43,12 @@ class SegmentationPanel(QWidget):
         super().__init__(parent)
         self.document = document
         self.classes = ClassListEditor()
-        self.background = QCheckBox("Label background (FOUND)")
+        self.background = QCheckBox("Background (FOUND)")
         self.background.setToolTip("Pixels the backbone's FOUND head calls background, and no class claims "
                                    "with 99 % certainty, get an extra 'background' label")
         self.segment_button = QPushButton("Segment")
         self.segment_button.setDefault(True)
-        self.notice = QLabel()
-        self.notice.setWordWrap(True)
+        self.notice = WrappedLabel()  # plain text: it quotes file names and class names
         self.notice.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         # Always shown, two lines tall: a notice that came and went moved the Add/Remove row above it
         # and caused misclicks. A longer message is clipped; its tooltip holds all of it.
@@ -59,31 +60,25 @@ class SegmentationPanel(QWidget):
         self.legend.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.legend.header().setStretchLastSection(False)
         self.legend.setToolTip("Tick to show a class on the image; click a row to see why it got that label")
-        self.agreement = QLabel()
-        self.agreement.setWordWrap(True)
+        self.agreement = WrappedLabel()
         self.show_segmentation = QCheckBox("Show segmentation")
-        self.show_opaque = QCheckBox("Show opaque prediction")
+        self.show_opaque = QCheckBox("Opaque prediction")
         self.show_opaque.setToolTip("Draw the prediction from the raw backbone features instead of the concepts")
         self.chart = ContributionChart(name_of=document.concept_name)
 
-        row = QHBoxLayout()
-        row.addWidget(self.background)
-        row.addStretch(1)
-        row.addWidget(self.segment_button)
-        toggles = QHBoxLayout()
-        toggles.addWidget(self.show_segmentation)
-        toggles.addWidget(self.show_opaque)
-        toggles.addStretch(1)
+        # Flow layouts: on a narrow panel these rows wrap instead of scrolling the panel sideways.
+        row = WrappingRow(self.background, self.segment_button)
+        toggles = WrappingRow(self.show_segmentation, self.show_opaque)
         classes_box = QGroupBox("Classes to find")
         box = QVBoxLayout(classes_box)
         box.addWidget(self.classes, 1)
-        box.addLayout(row)
+        box.addWidget(row)
         box.addWidget(self.notice)
         result_box = QGroupBox("Segmentation")
         box = QVBoxLayout(result_box)
         box.addWidget(self.legend, 1)
         box.addWidget(self.agreement)
-        box.addLayout(toggles)
+        box.addWidget(toggles)
         box.addWidget(self.chart)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -155,6 +150,7 @@ class SegmentationPanel(QWidget):
                 item.setToolTip(1, f"{n:,} of {total:,} pixels")
                 self.legend.addTopLevelItem(item)
             self.legend.resizeColumnToContents(1)
+            self._keep_legend_rows(len(seg.class_names))
             self.agreement.setText(f"Concept path agrees with the opaque prediction on {100 * seg.agreement:.1f} % "
                                    "of pixels")
         else:
@@ -168,6 +164,13 @@ class SegmentationPanel(QWidget):
         self._busy = False
         self.segment_button.setText("Segment")
         self._refresh_notice()
+
+    def _keep_legend_rows(self, n: int) -> None:
+        """Give the legend the height of ``min(n, LEGEND_ROWS)`` rows (the panel scrolls instead)."""
+        rows = max(1, min(n, LEGEND_ROWS))
+        row = self.legend.sizeHintForRow(0) if self.legend.topLevelItemCount() else self.fontMetrics().height() + 4
+        self.legend.setMinimumHeight(self.legend.header().sizeHint().height() + rows * max(row, 1)
+                                     + 2 * self.legend.frameWidth() + 2)
 
     def _on_overlay(self) -> None:
         o = self.document.overlay
