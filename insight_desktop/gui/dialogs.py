@@ -150,6 +150,14 @@ def licence_files() -> list[Path]:
     return found
 
 
+def ask_yes_no(parent: QWidget | None, title: str, question: str) -> bool:
+    """A modal Yes/No question shown as plain text (it quotes model, file and concept names)."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, question,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    return box.exec() == QMessageBox.StandardButton.Yes
+
+
 def show_error(parent: QWidget | None, title: str, message: str,
                details: str | BaseException | None = None) -> QMessageBox:
     """Show an error without blocking: a window-modal box opened with ``open()`` and returned.

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -32,7 +31,9 @@ from PySide6.QtWidgets import (
 from ..core.errors import user_message
 from ..core.fileio import format_size
 from ..core.store import ModelStore, StoreError
+from .dialogs import ask_yes_no
 from .jobs import BackgroundJob
+from .widgets.plain_text import escaped
 
 KIND_TITLES = {"bundle": "Concept model", "openclip": "OpenCLIP weights", "dinoiser": "CLIP-DINOiser heads",
                "sae-release": "Authors' SAE release"}
@@ -115,6 +116,7 @@ class ModelManagerDialog(QDialog):
         self.release_button = QPushButton("Import Authors' Release…")
         self.build_button = QPushButton("Build from a Folder…")
         self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # our own markup; names and messages inside are escaped
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
         self.cancel_button = QPushButton("Cancel")
@@ -124,7 +126,7 @@ class ModelManagerDialog(QDialog):
                              (self.cancel_button, self.cancel)):
             button.clicked.connect(slot)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"<b>Installed</b> — in {self.store.root}"))
+        layout.addWidget(QLabel(f"<b>Installed</b> — in {escaped(str(self.store.root))}"))
         layout.addWidget(self.installed, 3)
         row = QHBoxLayout()
         for w in (self.open_button, self.remove_button):
@@ -155,7 +157,7 @@ class ModelManagerDialog(QDialog):
         try:
             installed, catalogue = self.store.installed(), self.store.known_models()
         except StoreError as exc:
-            self.status.setText(user_message(exc))
+            self.status.setText(escaped(user_message(exc)))
             installed, catalogue = [], ()
         self._items = {m.id: m for m in installed}
         self._entries = {e.id: e for e in catalogue}
@@ -215,9 +217,7 @@ class ModelManagerDialog(QDialog):
         item = self._items.get(self._selected(self.installed))
         if item is None or not item.removable:
             return
-        answer = QMessageBox.question(self, "Remove model", f"Remove '{item.title}' ({format_size(item.size_bytes)})"
-                                      f" from {item.path}?")
-        if answer == QMessageBox.StandardButton.Yes:
+        if ask_yes_no(self, "Remove model", f"Remove '{item.title}' ({format_size(item.size_bytes)}) from {item.path}?"):
             self._run(f"remove '{item.title}'", lambda progress, stop: self.store.remove(item.id))
 
     @Slot()
@@ -292,16 +292,16 @@ class ModelManagerDialog(QDialog):
         else:
             self.progress.setRange(0, 1000)
             self.progress.setValue(round(1000 * fraction))
-        self.status.setText(f"{stage}: {detail}" if detail else stage)
+        self.status.setText(escaped(f"{stage}: {detail}" if detail else stage))
 
     @Slot(object)
     def _on_done(self, result) -> None:
         title = getattr(result, "title", None)
-        self.status.setText(f"Done: {title} is installed." if title else "Done.")
+        self.status.setText(escaped(f"Done: {title} is installed." if title else "Done."))
 
     @Slot(str, str, str)
     def _on_failed(self, title: str, message: str, details: str) -> None:
-        self.status.setText(f"<b>{title}</b>: {message}")
+        self.status.setText(f"<b>{escaped(title)}</b>: {escaped(message)}")
 
     @Slot()
     def _on_cancelled(self) -> None:

@@ -90,7 +90,7 @@ def test_importing_a_tiny_checkpoint_lists_it_and_remove_takes_it_away(qtbot, ma
     assert "installed" in manager.status.text()
     select(manager.installed, ids[1])
     assert manager.remove_button.isEnabled()
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(manager.remove_button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, manager)
     assert manager.installed_ids() == ["demo"] and store.find(ids[1]) is None
@@ -150,3 +150,12 @@ def test_the_models_dialog_has_a_close_button(qtbot, manager):
     assert close is not None and close.isVisible()
     qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
     assert not manager.isVisible()
+
+
+def test_model_titles_and_messages_are_shown_as_plain_text(qtbot, manager):
+    """A model title (from a catalogue or a bundle someone sent) is never rendered as markup."""
+    manager._on_failed("<img src='/tmp/x.png'><b>t</b>", "broke <i>here</i>", "")
+    assert "&lt;img src='/tmp/x.png'&gt;&lt;b&gt;t&lt;/b&gt;" in manager.status.text()
+    assert "broke &lt;i&gt;here&lt;/i&gt;" in manager.status.text()
+    manager._on_done(type("Item", (), {"title": "<b>x</b>"})())
+    assert manager.status.text() == "Done: &lt;b&gt;x&lt;/b&gt; is installed."
