@@ -6,6 +6,8 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Caches the app keeps under the user cache dir (class-prompt embeddings, …) go to a throwaway folder.
+os.environ.setdefault("INSIGHT_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="insight-test-cache-"))
 
 import pytest  # noqa: E402 — after the environment is set
 
@@ -32,3 +34,8 @@ def tiny_backbone(tiny_model_files):
         pretrained=str(tiny_model_files.checkpoint_path),
         dinoiser=str(tiny_model_files.dinoiser_path),
     )
+
+
+def pytest_configure(config):
+    # `make fuzz` selects these; `make test` runs them too, with a few derandomised examples each.
+    config.addinivalue_line("markers", "fuzz: property tests over crafted files (INSIGHT_FUZZ_EXAMPLES=N for more)")

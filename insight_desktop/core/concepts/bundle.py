@@ -10,7 +10,9 @@ A bundle is a folder (or the same members in one ``.zip`` file)::
     thumbnails/NNNNN.jpg    optional: a strip of the concept's top patches
 
 Loading validates every part and raises a specific :class:`BundleError` subclass whose message
-says what is wrong and where. ``names.json`` is not hash-checked: annotators edit it.
+says what is wrong and where. ``names.json`` is not hash-checked: annotators edit it. Bundles
+come from anyone, so every JSON field is type-checked and every member size-limited before it
+is read (:mod:`.bundle_schema`, :mod:`.bundle_parts`).
 """
 
 from __future__ import annotations
@@ -29,36 +31,25 @@ from typing import Any, Mapping
 
 from .. import safetensors_io
 from ..fileio import atomic_output
+from . import bundle_schema as schema
+from .bundle_parts import MANIFEST, Parts
+from .bundle_schema import (  # noqa: F401 — the errors are part of this module's interface
+    FORMAT,
+    FORMAT_VERSION,
+    BundleError,
+    BundleIncompatibleError,
+    BundleIntegrityError,
+    BundleLimitError,
+    BundleMissingPartError,
+    BundleVersionError,
+)
 
-FORMAT = "insight-concept-model"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 SAE_FILE = "sae.safetensors"
 RELATIONS_FILE = "relations.safetensors"
 NAMES_FILE = "names.json"
 THUMBNAILS_DIR = "thumbnails"
 HASHED_PARTS = (SAE_FILE, RELATIONS_FILE)
 PROBE_FILE = "probe.safetensors"  # optional: concept-bottleneck probe, see add_probe()
-
-
-class BundleError(RuntimeError):
-    """A concept-model bundle cannot be used; subclasses say why."""
-
-
-class BundleMissingPartError(BundleError):
-    """A required file of the bundle is absent."""
-
-
-class BundleVersionError(BundleError):
-    """The bundle was written by a newer Insight Desktop."""
-
-
-class BundleIntegrityError(BundleError):
-    """A part does not match the hash recorded in the manifest, or cannot be parsed."""
-
-
-class BundleIncompatibleError(BundleError):
-    """Parts disagree with each other or with the backbone (e.g. SAE width ≠ feature dim)."""
 
 
 @dataclass(frozen=True)
@@ -77,117 +68,86 @@ class BundleManifest:
                 "provenance": dict(self.provenance), "files": dict(self.files), "thumbnails": dict(self.thumbnails)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str) -> "BundleManifest":
-        if d.get("format") != FORMAT:
-            raise BundleError(f"{where} is not an Insight concept model (manifest format {d.get('format')!r})")
-        version = d.get("format_version")
-        if not isinstance(version, int):
-            raise BundleIntegrityError(f"{where}: manifest has no valid format_version")
-        if version > FORMAT_VERSION:
-            raise BundleVersionError(f"{where} has bundle format {version}, newer than this Insight Desktop reads "
-                                     f"({FORMAT_VERSION}): please update the application")
-        try:
-            return cls(backbone=d["backbone"], sae_config=d["sae"], thresholds=d["thresholds"],
-                       provenance=d.get("provenance", {}), files=d.get("files", {}),
-                       thumbnails=d.get("thumbnails", {}), format_version=version)
-        except KeyError as exc:
-            raise BundleIntegrityError(f"{where}: manifest lacks the entry {exc}") from None
+    def from_dict(cls, d: Any, where: str) -> "BundleManifest":
+        """The manifest ``d`` (parsed JSON), every field type-checked (:func:`.bundle_schema.check_manifest`)."""
+        return cls(**schema.check_manifest(d, where, HASHED_PARTS))
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# -- reading: a folder or a zip, the same members ----------------------------------------------
-class _Parts:
-    """Uniform read access to the members of a bundle folder or zip file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._zip = None
-        if path.is_file():
-            try:
-                self._zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise BundleIntegrityError(f"'{path}' is not a readable bundle zip file: {exc}") from exc
-            names = self._zip.namelist()
-            # Accept zips whose members sit in one top-level folder (as made by most zip tools).
-            prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
-            self._prefix = ""
-            if MANIFEST not in names and len(prefixes) == 1 and prefixes.pop() + MANIFEST in names:
-                self._prefix = names[0].split("/", 1)[0] + "/"
-            self._names = {n[len(self._prefix):] for n in names if n.startswith(self._prefix)}
-        elif not path.is_dir():
-            raise BundleMissingPartError(f"concept model '{path}' does not exist")
-
-    def exists(self, name: str) -> bool:
-        return name in self._names if self._zip else (self.path / name).is_file()
-
-    def read(self, name: str) -> bytes:
-        if not self.exists(name):
-            raise BundleMissingPartError(f"concept model '{self.path}' lacks its part '{name}'")
-        try:
-            if self._zip:
-                return self._zip.read(self._prefix + name)
-            return (self.path / name).read_bytes()
-        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-            raise BundleIntegrityError(f"concept model '{self.path}': cannot read '{name}': {exc}") from exc
-
-    def members(self, folder: str) -> list[str]:
-        """Names of the parts inside ``folder`` (e.g. ``thumbnails``), as ``folder/file``."""
-        if self._zip:
-            return sorted(n for n in self._names if n.startswith(folder + "/") and not n.endswith("/"))
-        where = self.path / folder
-        return sorted(f"{folder}/{p.name}" for p in where.iterdir() if p.is_file()) if where.is_dir() else []
-
-    def close(self) -> None:
-        if self._zip:
-            self._zip.close()
-
-
 class ConceptModel:
     """A loaded, validated bundle. Parts load on first use; ``load(..., eager=True)`` reads all."""
 
-    def __init__(self, path: Path, parts: _Parts, manifest: BundleManifest):
+    def __init__(self, path: Path, parts: Parts, manifest: BundleManifest):
         self.path, self._parts, self.manifest = path, parts, manifest
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, *, eager: bool = True) -> "ConceptModel":
         path = Path(path)
-        parts = _Parts(path)
+        parts = Parts(path)
         try:
-            raw = json.loads(parts.read(MANIFEST))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleIntegrityError(f"concept model '{path}': manifest.json is not valid JSON: {exc}") from exc
-        manifest = BundleManifest.from_dict(raw, f"'{path}'")
-        model = cls(path, parts, manifest)
-        model._check_parts()
-        if eager:
-            _ = model.sae, model.relations, model.names
+            raw = schema.load_json(parts.read(MANIFEST, schema.MAX_MANIFEST_BYTES), f"concept model '{path}': "
+                                   f"{MANIFEST}", max_bytes=schema.MAX_MANIFEST_BYTES)
+            model = cls(path, parts, BundleManifest.from_dict(raw, f"'{path}'"))
+            model._check_parts()
+            if eager:
+                _ = model.sae, model.relations, model.names
+        except BaseException:
+            parts.close()
+            raise
         return model
 
-    def _check_parts(self) -> None:
-        from ..sae import SAEConfig
+    def _limit(self, name: str) -> int:
+        """The most bytes part ``name`` may have, from what the manifest says the model is."""
+        m = self.sae_config.n_concepts
+        if name == SAE_FILE:
+            return schema.sae_part_limit(self.sae_config)
+        if name == RELATIONS_FILE:
+            return schema.relations_part_limit(m)
+        if name == PROBE_FILE:
+            return schema.probe_part_limit(m)
+        if name == NAMES_FILE:
+            return schema.MAX_NAMES_BYTES
+        if name == MANIFEST:
+            return schema.MAX_MANIFEST_BYTES
+        if name.startswith(THUMBNAILS_DIR + "/"):
+            return schema.MAX_THUMBNAIL_BYTES
+        return schema.MAX_PART_BYTES
 
-        for name in (SAE_FILE, RELATIONS_FILE, NAMES_FILE):
+    def _read(self, name: str) -> bytes:
+        return self._parts.read(name, self._limit(name))
+
+    def _check_parts(self) -> None:
+        self.sae_config = schema.sae_config(self.manifest.sae_config, f"'{self.path}'")
+        self.notices: tuple[str, ...] = ()
+        required = (SAE_FILE, RELATIONS_FILE, NAMES_FILE)
+        for name in required:
             if not self._parts.exists(name):
                 raise BundleMissingPartError(f"concept model '{self.path}' lacks its part '{name}'")
+        total = 0
+        for name in dict.fromkeys((*required, *self.manifest.files)):
+            if self._parts.exists(name):
+                size = self._parts.size(name)
+                if size > self._limit(name):
+                    self._read(name)  # raises BundleLimitError before reading, naming the part
+                total += size
+        if total > schema.MAX_TOTAL_BYTES:
+            raise BundleLimitError(f"concept model '{self.path}': its parts hold {total:,} bytes, more than the "
+                                   f"{schema.MAX_TOTAL_BYTES:,} a concept model may have")
         for name, expected in self.manifest.files.items():
-            actual = sha256_bytes(self._parts.read(name))
+            actual = sha256_bytes(self._read(name))
             if actual != expected:
                 raise BundleIntegrityError(
                     f"concept model '{self.path}': '{name}' does not match its recorded hash "
                     f"(expected {expected[:12]}…, found {actual[:12]}…): the file was changed or damaged")
-        try:
-            self.sae_config = SAEConfig.from_dict(self.manifest.sae_config)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleIntegrityError(f"concept model '{self.path}': invalid SAE config in manifest: {exc}") from exc
         dim = self.manifest.backbone.get("feature_dim")
-        if dim is not None and int(dim) != self.sae_config.d_in:
+        if dim is not None and dim != self.sae_config.d_in:
             raise BundleIncompatibleError(
                 f"concept model '{self.path}': the SAE reads {self.sae_config.d_in}-dim features but the "
-                f"backbone {self.manifest.backbone.get('id')!r} gives {dim}-dim features")
+                f"backbone {schema.short(self.manifest.backbone.get('id'))!r} gives {dim}-dim features")
 
     # -- parts -------------------------------------------------------------------------------
     @cached_property
@@ -195,7 +155,7 @@ class ConceptModel:
         from ..sae import SAEError
         from ..sae.io import sae_from_tensors
 
-        tensors, meta = safetensors_io.load_torch(self._parts.read(SAE_FILE), f"'{self.path}/{SAE_FILE}'",
+        tensors, meta = safetensors_io.load_torch(self._read(SAE_FILE), f"'{self.path}/{SAE_FILE}'",
                                                   BundleIntegrityError)
         try:
             sae = sae_from_tensors(self.sae_config, tensors, source=f"'{self.path}/{SAE_FILE}'", metadata=meta)
@@ -207,12 +167,13 @@ class ConceptModel:
     def relations(self):
         from .relations import Relations, RelationsError
 
-        arrays, meta = safetensors_io.load_numpy(self._parts.read(RELATIONS_FILE),
-                                                 f"'{self.path}/{RELATIONS_FILE}'", BundleIntegrityError)
+        where = f"concept model '{self.path}': {RELATIONS_FILE}"
+        arrays, meta = safetensors_io.load_numpy(self._read(RELATIONS_FILE), where, BundleIntegrityError)
+        metadata = schema.check_relations_metadata(meta.get("insight_relations"), f"{where} metadata")
         try:
-            rel = Relations.from_arrays(arrays, json.loads(meta.get("insight_relations", "{}")))
-        except (RelationsError, ValueError) as exc:
-            raise BundleIntegrityError(f"concept model '{self.path}': {RELATIONS_FILE}: {exc}") from exc
+            rel = Relations.from_arrays(arrays, metadata)
+        except RelationsError as exc:
+            raise BundleIntegrityError(f"{where}: {exc}") from exc
         if rel.n_concepts != self.sae_config.n_concepts:
             raise BundleIncompatibleError(
                 f"concept model '{self.path}': relations cover {rel.n_concepts} concepts, the SAE has "
@@ -221,22 +182,16 @@ class ConceptModel:
 
     @cached_property
     def names(self):
-        from .naming import ConceptNames, NamingError
-
-        try:
-            names = ConceptNames.from_json(self._parts.read(NAMES_FILE).decode("utf-8"))
-        except (NamingError, UnicodeDecodeError, ValueError) as exc:
-            raise BundleIntegrityError(f"concept model '{self.path}': {NAMES_FILE} is invalid: {exc}") from exc
-        if len(names.names) != self.sae_config.n_concepts:
-            raise BundleIncompatibleError(
-                f"concept model '{self.path}': {NAMES_FILE} names {len(names.names)} concepts, the SAE has "
-                f"{self.sae_config.n_concepts}")
+        """The concept names; names too long to show are shortened, and :attr:`notices` says so."""
+        names, notices = schema.check_names(self._read(NAMES_FILE), f"concept model '{self.path}'",
+                                            self.sae_config.n_concepts)
+        self.notices = tuple(dict.fromkeys((*self.notices, *notices)))
         return names
 
     def thumbnail(self, concept: int) -> bytes | None:
         """JPEG bytes of the strip of concept ``concept``'s top patches, or None."""
         name = thumbnail_name(concept)
-        return self._parts.read(name) if self._parts.exists(name) else None
+        return self._read(name) if self._parts.exists(name) else None
 
     @property
     def n_concepts(self) -> int:
@@ -264,15 +219,15 @@ class ConceptModel:
         self._parts.close()
 
     def summary(self) -> str:
-        m, cfg = self.manifest, self.sae_config
+        m, cfg, short = self.manifest, self.sae_config, schema.short
         prov = m.provenance
         return "\n".join([
             f"concept model  {self.path}",
-            f"backbone       {m.backbone.get('id')}",
+            f"backbone       {short(m.backbone.get('id'))}",
             f"concepts       {cfg.n_concepts} in {len(cfg.group_sizes)} levels {list(cfg.group_sizes)}, k = {cfg.k}",
-            "thresholds     " + ", ".join(f"{k} {v:g}" for k, v in m.thresholds.items()),
-            f"built          {prov.get('date', '?')} from {prov.get('images', '?')} images, "
-            f"{prov.get('tokens', '?')} tokens",
+            "thresholds     " + ", ".join(f"{short(k, 40)} {v:g}" for k, v in m.thresholds.items()),
+            f"built          {short(prov.get('date', '?'))} from {short(prov.get('images', '?'))} images, "
+            f"{short(prov.get('tokens', '?'))} tokens",
             f"thumbnails     {m.thumbnails.get('count', 0)}",
             "probe          " + (f"{len(self.probe[1])} classes" if self._parts.exists(PROBE_FILE) else "none"),
         ])
@@ -345,10 +300,14 @@ def _read_probe(model: ConceptModel):
     import numpy as np
 
     where = f"'{model.path}/{PROBE_FILE}'"
-    arrays, meta = safetensors_io.load_numpy(model._parts.read(PROBE_FILE), where, BundleIntegrityError)
+    arrays, meta = safetensors_io.load_numpy(model._read(PROBE_FILE), where, BundleIntegrityError)
     try:
         W = arrays["W"].astype(np.float32)
-        names = tuple(str(n) for n in json.loads(meta["class_names"]))
+        raw = schema.load_json(meta["class_names"], f"{where} class_names", max_bytes=schema.MAX_MANIFEST_BYTES)
+        if not isinstance(raw, list) or len(raw) > schema.MAX_PROBE_CLASSES:
+            raise ValueError("class_names must be a list of at most "
+                             f"{schema.MAX_PROBE_CLASSES} names")
+        names = tuple(schema.short(n) for n in raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleIntegrityError(f"{where} is not a probe (needs tensor 'W' and class_names metadata): "
                                    f"{exc}") from exc
@@ -373,13 +332,14 @@ def add_probe(bundle: str | os.PathLike, W, class_names, metadata: Mapping[str, 
     from ..fileio import atomic_write_bytes
 
     path = Path(bundle)
-    parts = _Parts(path)
+    parts = Parts(path)
     try:
-        manifest = json.loads(parts.read(MANIFEST))
-        m = int(manifest["sae"]["n_concepts"])
-    except (KeyError, TypeError, ValueError) as exc:
+        manifest = schema.load_json(parts.read(MANIFEST, schema.MAX_MANIFEST_BYTES), f"'{path}': {MANIFEST}",
+                                    max_bytes=schema.MAX_MANIFEST_BYTES)
+        m = BundleManifest.from_dict(manifest, f"'{path}'").sae_config["n_concepts"]
+    except BundleError:
         parts.close()
-        raise BundleIntegrityError(f"'{path}': cannot read the manifest to add a probe: {exc}") from exc
+        raise
     W = np.ascontiguousarray(np.asarray(W, dtype=np.float32))
     names = [str(n) for n in class_names]
     if W.ndim != 2 or W.shape != (len(names), m):
@@ -390,11 +350,11 @@ def add_probe(bundle: str | os.PathLike, W, class_names, metadata: Mapping[str, 
     manifest["files"] = {**manifest.get("files", {}), PROBE_FILE: sha256_bytes(data)}
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     try:
-        if parts._zip is None:
+        if not parts.is_zip:
             atomic_write_bytes(path / PROBE_FILE, data)
             atomic_write_bytes(path / MANIFEST, manifest_bytes)
             return path
-        members = {name: parts.read(name) for name in sorted(parts._names) if not name.endswith("/")}
+        members = {name: parts.read(name, schema.MAX_PART_BYTES) for name in parts.names}
     finally:
         parts.close()
     members.update({PROBE_FILE: data, MANIFEST: manifest_bytes})

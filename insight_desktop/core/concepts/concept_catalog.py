@@ -19,7 +19,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .bundle import THUMBNAILS_DIR, BundleError, _Parts, thumbnail_name
+from .bundle import THUMBNAILS_DIR, BundleError, thumbnail_name
+from .bundle_parts import Parts
+from .bundle_schema import MAX_THUMBNAIL_BYTES
 from .names import NameBook
 from .relations import Relations
 
@@ -31,11 +33,11 @@ class BundleThumbnails(Mapping):
     def __init__(self, path: str | Path):
         self._path = Path(path)
         self._lock = threading.Lock()
-        self._parts: _Parts | None = None
+        self._parts: Parts | None = None
 
-    def _open(self) -> _Parts:
+    def _open(self) -> Parts:
         if self._parts is None:
-            self._parts = _Parts(self._path)
+            self._parts = Parts(self._path)
         return self._parts
 
     def __getitem__(self, concept: int) -> bytes:
@@ -44,7 +46,7 @@ class BundleThumbnails(Mapping):
             try:
                 parts = self._open()
                 if parts.exists(name):
-                    return parts.read(name)
+                    return parts.read(name, MAX_THUMBNAIL_BYTES)
             except BundleError:
                 pass  # moved or damaged since loading: show no picture rather than fail
         raise KeyError(concept)
@@ -55,13 +57,22 @@ class BundleThumbnails(Mapping):
                 names = self._open().members(THUMBNAILS_DIR)
             except (BundleError, OSError):
                 return []
-        return [int(n.rsplit("/", 1)[1].split(".")[0]) for n in names if n.endswith(".jpg")]
+        # Only names thumbnail_name() writes ('thumbnails/00042.jpg'); others are not strips.
+        stems = (n[len(THUMBNAILS_DIR) + 1:-4] for n in names if n.endswith(".jpg"))
+        return sorted({int(s) for s in stems if s.isascii() and s.isdigit() and len(s) <= 9})
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._concepts())
 
     def __len__(self) -> int:
         return len(self._concepts())
+
+    def close(self) -> None:
+        """Let go of the bundle file (reading again reopens it)."""
+        with self._lock:
+            if self._parts is not None:
+                self._parts.close()
+                self._parts = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,9 +119,11 @@ class ConceptCatalog:
 
 
 def catalog_of(model: Any, *, device: str = "cpu", notices: tuple[str, ...] = ()) -> ConceptCatalog:
-    """The catalog of a loaded :class:`~.bundle.ConceptModel`."""
+    """The catalog of a loaded :class:`~.bundle.ConceptModel` (its notices, e.g. about shortened
+    names, follow ``notices``)."""
+    names = NameBook(model.names)  # first: reading the names may add notices
     return ConceptCatalog(
-        path=str(model.path), backbone_id=str(model.manifest.backbone.get("id", "?")), device=str(device),
-        names=NameBook(model.names), relations=model.relations, thumbnails=BundleThumbnails(model.path),
+        path=str(model.path), backbone_id=str(model.manifest.backbone.get("id") or "?"), device=str(device),
+        names=names, relations=model.relations, thumbnails=BundleThumbnails(model.path),
         provenance=MappingProxyType(dict(model.manifest.provenance)), summary=model.summary(),
-        notices=tuple(notices))
+        notices=tuple(dict.fromkeys((*notices, *getattr(model, "notices", ())))))

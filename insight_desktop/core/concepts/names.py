@@ -20,7 +20,16 @@ from typing import Iterable, Mapping
 import numpy as np
 from psygnal import Signal
 
+from .bundle_schema import MAX_NAME_CHARS
 from .naming import ConceptNames, NameCandidate
+
+
+def clean_name(name: str) -> str:
+    """``name`` as a name is shown: one line (names sit in rows and bars), at most
+    :data:`MAX_NAME_CHARS` characters, as the model's own names (a session or curation file may
+    hold anything)."""
+    name = " ".join(str(name).split())
+    return name[:MAX_NAME_CHARS - 1] + "…" if len(name) > MAX_NAME_CHARS else name
 
 
 class NameBook:
@@ -91,7 +100,7 @@ class NameBook:
         self.rename(concept, None)
 
     def _set(self, j: int, name: str | None) -> None:
-        name = " ".join(str(name).split()) if name is not None else ""  # one line: names sit in rows and bars
+        name = clean_name(name) if name is not None else ""
         if not name or name == self.model_names.display_name(self._check(j)):
             self._edits.pop(j, None)
         else:

@@ -333,27 +333,52 @@ def relations_to_arrays(rel: Relations) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def relations_from_arrays(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> Relations:
+    if not isinstance(metadata, Mapping):
+        raise RelationsError(f"relations metadata must be a JSON object, not {type(metadata).__name__}")
     if metadata.get("format") != FORMAT:
-        raise RelationsError(f"not an Insight relations file (format {metadata.get('format')!r})")
-    if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
-        raise RelationsError(f"relations file format {metadata['format_version']} was written by a newer "
-                             f"Insight Desktop (this version reads up to {FORMAT_VERSION})")
+        raise RelationsError(f"not an Insight relations file (format {str(metadata.get('format'))[:80]!r})")
     try:
+        if int(metadata.get("format_version", 0)) > FORMAT_VERSION:
+            raise RelationsError(f"relations file format {metadata['format_version']} was written by a newer "
+                                 f"Insight Desktop (this version reads up to {FORMAT_VERSION})")
         m, top_n = int(metadata["n_concepts"]), int(metadata["top_n"])
+        if m <= 0 or top_n <= 0:
+            raise RelationsError(f"relations data claims {m} concepts and {top_n} top tokens per concept")
+        _check_kinds(arrays)
         D = _csr("D", arrays, (m, m))
         if "C.indptr" in arrays:
             C = _csr("C", arrays, (m, m))
         else:
             C = sp.csr_matrix((arrays["C.data"], D.indices, D.indptr), shape=(m, m))
         codes = _csr("top_codes", arrays, (m * top_n, m))
+        provenance = metadata.get("provenance") or {}
+        if not isinstance(provenance, Mapping):
+            raise RelationsError("relations provenance must be a JSON object")
         return Relations(n_concepts=m, n_tokens=int(metadata["n_tokens"]), group_ends=tuple(metadata["group_ends"]),
                          f=arrays["f"], C=C, D=D, top_tokens=arrays["top_tokens"], top_values=arrays["top_values"],
                          top_codes=codes, tau=float(metadata["tau"]), eps=float(metadata["eps"]),
-                         provenance=metadata.get("provenance") or {})
+                         provenance=provenance)
     except KeyError as exc:
         raise RelationsError(f"relations data is incomplete: {exc.args[0]!r} is missing") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError) as exc:
+        # numpy and scipy say "inconsistent" in these types (a wrong shape, dtype or index)
         raise RelationsError(f"relations data is inconsistent: {exc}") from exc
+
+
+#: the kind of number each stored array holds (i: integer, f: floating point); a file whose arrays
+#: differ was not written by :func:`relations_to_arrays` and would be cast into nonsense silently
+_KINDS = {"f": "i", "top_tokens": "i", "top_values": "f", "C.data": "i", "D.data": "f", "top_codes.data": "f"}
+
+
+def _check_kinds(arrays: Mapping[str, np.ndarray]) -> None:
+    for name, arr in arrays.items():
+        kind = _KINDS.get(name, "i" if name.endswith((".indptr", ".indices")) else None)
+        if kind is not None and np.asarray(arr).dtype.kind not in (kind, "u" if kind == "i" else kind):
+            raise RelationsError(f"array {name!r} holds {np.asarray(arr).dtype} values, expected "
+                                 f"{'integers' if kind == 'i' else 'floating-point numbers'}")
+    f = arrays.get("f")
+    if f is not None and np.asarray(f).size and np.asarray(f).min() < 0:
+        raise RelationsError("firing counts 'f' must not be negative")
 
 
 def _csr(prefix: str, arrays: Mapping[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
@@ -379,10 +404,9 @@ def load_relations(path: str | Path) -> Relations:
             arrays = dict(SafetensorsReader(fh))
     except (SafetensorError, OSError) as exc:
         raise RelationsError(f"relations file '{path}' is truncated or damaged: {exc}") from exc
-    try:
-        metadata = json.loads(raw)
-    except ValueError as exc:
-        raise RelationsError(f"relations file '{path}': unreadable metadata: {exc}") from exc
+    from .bundle_schema import check_relations_metadata
+
+    metadata = check_relations_metadata(raw, f"relations file '{path}': metadata", RelationsError)
     try:
         return relations_from_arrays(arrays, metadata)
     except RelationsError as exc:

@@ -87,14 +87,31 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> Matryoshka
 
 
 def training_info_of(metadata: dict[str, str] | None) -> dict | None:
-    """The training record in an SAE file's metadata; None when absent or unreadable (it is only
-    informative, so a damaged record must not make the weights unusable)."""
+    """The training record in an SAE file's metadata; None when absent, unreadable or of the wrong
+    shape (it is only informative, so a damaged record must not make the weights unusable)."""
     raw = (metadata or {}).get(TRAINING_KEY)
+    if not isinstance(raw, str) or len(raw) > _MAX_RECORD_CHARS:
+        return None
     try:
         info = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
-    return info if isinstance(info, dict) else None
+    return info if _is_record(info) else None
+
+
+_MAX_RECORD_CHARS = 1 << 20
+_RECORD_COUNTS = ("steps", "tokens_seen", "threshold_updates", "aux_steps", "max_dead")
+
+
+def _is_record(info: object) -> bool:
+    """Whether ``info`` has the types :func:`.trainer.training_record` writes (what is shown relies on them)."""
+    if not isinstance(info, dict):
+        return False
+    counts_ok = all(info.get(k) is None or (isinstance(info[k], int) and not isinstance(info[k], bool))
+                    for k in _RECORD_COUNTS)
+    tc, run = info.get("train_config", {}), info.get("run", {})
+    return (counts_ok and isinstance(tc, dict) and isinstance(run, dict)
+            and isinstance(run.get("auto", []), (list, tuple)) and all(isinstance(a, str) for a in run.get("auto", [])))
 
 
 def sae_from_tensors(config: SAEConfig, tensors: dict[str, torch.Tensor], *, source: str,
