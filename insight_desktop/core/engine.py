@@ -56,6 +56,7 @@ from .tasks.windows import (
     averaged_features,
     check_window_mode,
     reference_segmentation,
+    window_batch,
     window_geometry,
 )
 
@@ -67,8 +68,9 @@ __all__ = [  # the value types live in .analysis, the window geometry in .tasks.
     "MAX_ASPECT", "NO_BACKGROUND_NOTICE", "NO_THRESHOLD_NOTICE", "STRIDE", "WINDOW", "analysis_size", "grid_sampler",
 ]
 
-#: share of the progress bar given to the backbone windows
-_BACKBONE_SHARE = 0.8
+#: where each stage of :meth:`Analyzer.analyze` starts on the progress bar (0..1): encoding class
+#: prompts (only for classes not cached), then the backbone windows (most of the time), then the rest
+_TEXT_START, _BACKBONE_START, _CONCEPTS_START = 0.0, 0.15, 0.85
 #: patches per SAE call (bounds the dense [tokens, m] pre-activations)
 ENCODE_CHUNK = 2048
 CPU_NOTICE = ("No CUDA GPU is available: the analysis runs on the CPU, which is much slower "
@@ -76,6 +78,8 @@ CPU_NOTICE = ("No CUDA GPU is available: the analysis runs on the CPU, which is 
 NO_THRESHOLD_NOTICE = ("This SAE has no inference threshold yet (trained too briefly): codes fall back to "
                        "BatchTopK over each image, so they depend on the image's other patches.")
 NO_BACKGROUND_NOTICE = "Background was requested, but this backbone has no FOUND background head (no last.pt)."
+NO_CONCEPTS_NOTICE = ("No concept fires in this image (every code is below the SAE's threshold): there are no "
+                      "concept maps, and the segmentation and classification come from the decoder bias alone.")
 
 
 class AnalysisStopped(StoppedByUser):
@@ -85,7 +89,18 @@ class AnalysisStopped(StoppedByUser):
 class Analyzer:
     """A concept model plus its backbone, loaded once (one per worker thread)."""
 
-    def __init__(self, model: Any, *, backbone: Any = None, device: str | None = "auto"):
+    def __init__(self, model: Any, *, backbone: Any = None, device: str | None = "auto",
+                 prompt_cache: str | os.PathLike | None | bool = None,
+                 should_stop: Callable[[], bool] | None = None):
+        """``prompt_cache``: folder of class-prompt embeddings (None: the user cache dir; False:
+        none; :class:`.tasks.prompts.TextEmbeddingCache`). ``should_stop()`` is asked between the
+        loading stages (raises :class:`~.errors.StoppedByUser`), so a quit or a newer model stops
+        a load without waiting for the rest of it."""
+        def check_stop() -> None:
+            if should_stop is not None and should_stop():
+                raise StoppedByUser("loading the model was stopped")
+
+        check_stop()
         import torch
 
         from .backbones import BackboneSpec
@@ -93,12 +108,14 @@ class Analyzer:
         from .store.open_backbone import open_backbone
 
         self.model = model if isinstance(model, ConceptModel) else ConceptModel.load(model)
+        check_stop()
         if backbone is None:
             spec = self.model.manifest.backbone.get("spec")
             if not spec:
                 raise BundleIncompatibleError(f"concept model '{self.model.path}' does not record how to create its "
                                               "backbone; pass the backbone explicitly")
             backbone = open_backbone(BackboneSpec.from_dict(spec), device=device)
+        check_stop()
         self.model.check_backbone(backbone)
         self.backbone = backbone
         self.device = torch.device(backbone.device)
@@ -110,7 +127,7 @@ class Analyzer:
         if float(self.sae.threshold) < 0:
             notices.append(NO_THRESHOLD_NOTICE)
         self.notices: tuple[str, ...] = tuple(notices)
-        self.text_embeddings = TextEmbeddingCache(backbone)
+        self.text_embeddings = TextEmbeddingCache(backbone, cache_dir=prompt_cache)
         self._parents_cache: dict[int, tuple[int, ...]] = {}
         self._b_dec = self.sae.b_dec.detach().double().cpu().numpy()
 
@@ -161,12 +178,17 @@ class Analyzer:
         report = progress or _no_progress
         clock = _Clock(self.device)
         rgb = self._image(image)
+        report("class prompts", _TEXT_START)
         with clock.stage("text"):
-            prompts = self._prompts(classes) if classes is not None else None
+            prompts = self._prompts(classes, should_stop, lambda f: report(
+                "class prompts", _TEXT_START + (_BACKBONE_START - _TEXT_START) * f)) if classes is not None else None
+        report("features", _BACKBONE_START)
         per_window = reference and prompts is not None  # without classes nothing is segmented
         geo = window_geometry(rgb, self.backbone.preprocessing, window, stride)
         runner = WindowRunner(self.backbone, [geo.canvas_boxes] + ([geo.image_boxes] if per_window else []),
-                              _stop_check(should_stop), lambda f: report("features", _BACKBONE_SHARE * f))
+                              _stop_check(should_stop), lambda f: report(
+                                  "features", _BACKBONE_START + (_CONCEPTS_START - _BACKBONE_START) * f),
+                              batch=window_batch(self.device))
         windowed = None
         with torch.inference_mode():
             with clock.stage("backbone"):
@@ -174,7 +196,7 @@ class Analyzer:
             if reference and prompts is not None:
                 with clock.stage("windows"):
                     windowed = self._reference_segmentation(geo, runner, prompts, background, rgb.shape[:2])
-            report("concepts", _BACKBONE_SHARE)
+            report("concepts", _CONCEPTS_START)
             with clock.stage("sae"):
                 codes, faithfulness = self._encode(x, geo.grid)
         with clock.stage("concepts"):
@@ -183,7 +205,7 @@ class Analyzer:
         features = x.double().cpu().numpy()  # raw features: the opaque references' input
         seg = cls = probe = None
         if prompts is not None:
-            report("segmentation", _BACKBONE_SHARE + 0.05)
+            report("segmentation", _CONCEPTS_START + 0.05)
             with clock.stage("segmentation"):
                 sampler = grid_sampler(geo.grid, geo.size, patch, rgb.shape[:2])
                 inputs = SegmentationInputs(codes, decoder, prompts.text, prompts.names, sampler, features=features,
@@ -194,7 +216,8 @@ class Analyzer:
             with clock.stage("classification"):
                 cls, probe = self._classify(codes, decoder, features, prompts)
         report("done", 1.0)
-        notices = self.notices + ((NO_BACKGROUND_NOTICE,) if background and bg is None else ())
+        notices = self.notices + ((NO_BACKGROUND_NOTICE,) if background and bg is None else ()) + (
+            () if concepts else (NO_CONCEPTS_NOTICE,))
         return Analysis(image_size=rgb.shape[:2], analysis_size=geo.size, patch_size=patch,
                         windows=len(geo.canvas_boxes), codes=codes, concepts=concepts, faithfulness=faithfulness,
                         background_logits=bg, segmentation=seg, classification=cls, probe=probe, notices=notices,
@@ -213,10 +236,10 @@ class Analyzer:
 
         report = progress or _no_progress
         rgb = self._image(image)
-        prompts = self._prompts(classes)
+        prompts = self._prompts(classes, should_stop)
         geo = window_geometry(rgb, self.backbone.preprocessing, window, stride)
         runner = WindowRunner(self.backbone, [geo.image_boxes], _stop_check(should_stop),
-                              lambda f: report("windows", f))
+                              lambda f: report("windows", f), batch=window_batch(self.device))
         with torch.inference_mode():
             result = self._reference_segmentation(geo, runner, prompts, background, rgb.shape[:2])
         report("done", 1.0)
@@ -250,10 +273,15 @@ class Analyzer:
             return load_image(Path(image))
         return as_rgb(image)
 
-    def _prompts(self, classes: Sequence[str]) -> _Prompts:
-        """The class list checked (a bad one fails before any model work) and its text embeddings."""
+    def _prompts(self, classes: Sequence[str], should_stop: Callable[[], bool] | None = None,
+                 progress: Callable[[float], None] | None = None) -> _Prompts:
+        """The class list checked (a bad one fails before any model work) and its text embeddings
+        (cached ones at once; encoding the others can be stopped and reports its progress)."""
         names = validate_classes(classes)
-        return _Prompts(names, self.text_embeddings(names))
+        try:
+            return _Prompts(names, self.text_embeddings(names, should_stop=should_stop, progress=progress))
+        except StoppedByUser as e:
+            raise AnalysisStopped(str(e)) from None
 
     def _reference_segmentation(self, geo: WindowGeometry, runner: WindowRunner, prompts: _Prompts,
                                 background: bool, out: tuple[int, int]) -> WindowSegmentation:

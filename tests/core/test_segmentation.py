@@ -196,7 +196,8 @@ def test_bad_class_lists_give_clear_errors(tmp_path):
 
 def test_text_embeddings_are_cached_per_class(tmp_path):
     bb = TextColourBackbone(d=8)
-    analyzer = Analyzer(write_test_bundle(tmp_path / "m", bb, lossless_sae(8)), backbone=bb, device="cpu")
+    analyzer = Analyzer(write_test_bundle(tmp_path / "m", bb, lossless_sae(8)), backbone=bb, device="cpu",
+                        prompt_cache=False)  # the in-memory cache alone (the disk's: test_prompt_cache.py)
     first = analyzer.text_embeddings(["red", "green"])
     assert bb.text_calls == 1 and first.shape == (2, 8) and not first.flags.writeable
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)

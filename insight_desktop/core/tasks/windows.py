@@ -61,8 +61,14 @@ REFERENCE = "reference"
 #: sliding-window modes: features averaged then encoded once (the engine's grid), or this module's
 #: per-window probabilities averaged
 WINDOW_MODES = (FAST, REFERENCE)
-#: windows per backbone call
+#: windows per backbone call (on a GPU; on the CPU one at a time, which costs no throughput there
+#: and lets the progress bar move per window: :func:`window_batch`)
 WINDOW_BATCH = 4
+
+
+def window_batch(device: Any) -> int:
+    """Windows per backbone call on ``device`` (a torch.device or its name)."""
+    return 1 if str(getattr(device, "type", device)) == "cpu" else WINDOW_BATCH
 
 
 def check_window_mode(mode: str) -> str:
@@ -262,8 +268,9 @@ class WindowRunner:
     lies inside the image) runs once and is kept only until its second use."""
 
     def __init__(self, backbone: Any, passes: Sequence[Sequence[tuple[int, int, int, int]]],
-                 check_stop: Callable[[], None], progress: Callable[[float], None]):
+                 check_stop: Callable[[], None], progress: Callable[[float], None], batch: int = WINDOW_BATCH):
         self.backbone = backbone
+        self.batch = max(1, int(batch))
         seen: dict[tuple[int, int, int, int], int] = {}
         for boxes in passes:
             for box in set(boxes):
@@ -276,12 +283,12 @@ class WindowRunner:
 
     def run(self, boxes: Sequence[tuple[int, int, int, int]], crop: Callable[[tuple[int, int, int, int]], Any]):
         """Run the backbone on ``crop(box)`` (a normalised [3, H, W] tensor, the same size for every
-        box), ``WINDOW_BATCH`` boxes per call; yield ``(box, features [d, gh, gw], background
+        box), ``batch`` boxes per call; yield ``(box, features [d, gh, gw], background
         logits [gh, gw] or None)`` per box, in order."""
         import torch
 
-        for i in range(0, len(boxes), WINDOW_BATCH):
-            batch = boxes[i:i + WINDOW_BATCH]
+        for i in range(0, len(boxes), self.batch):
+            batch = boxes[i:i + self.batch]
             todo = [b for b in batch if b not in self.kept]
             fresh = {}
             if todo:
