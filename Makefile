@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.insight-installed
 
 PKG_STAMP := $(VENV)/.insight-package-installed
 
-.PHONY: run test setup lint fuzz bench-sae demo-model package clean-venv
+.PHONY: run test setup lint fuzz bench-sae demo-model demo-prompts package clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +48,16 @@ $(PKG_STAMP): $(STAMP)
 package: $(PKG_STAMP)
 	PY=$(PY) bash packaging/build.sh
 
-# Rebuild resources/models/demo-concepts.zip (seeded; ~15 min on 2 CPU cores, mostly naming).
+# Rebuild resources/models/demo-concepts.zip (seeded; ~15 min on 2 CPU cores, mostly naming), then the
+# class-prompt embeddings shipped with it (they are keyed by the demo backbone's identity).
 demo-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_model.py
+	$(MAKE) demo-prompts
+
+# Rebuild resources/models/demo-prompts.safetensors (~10 s): after a change of the demo backbone's
+# bridge or of the default/preset classes, so the first heatmap needs no text tower.
+demo-prompts: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_prompts.py
 
 bench-sae: $(STAMP)
 	bash benchmarks/setup_bench_env.sh
