@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_device_arg, graceful_interrupt
+from .common import CLIError, add_device_arg, graceful_interrupt, is_user_facing
 
 #: long side of the heatmap and overlay pictures (the label mask keeps the image size)
 VIEW_SIDE = 2048
@@ -60,11 +60,40 @@ def _png(path: Path, image) -> None:
 
 
 # -- analyze ----------------------------------------------------------------------------------
+def _analyze_cached(analyzer, rgb, classes, args, stop):
+    """The analysis of ``rgb``, read from the app's disk cache when this image was analysed before
+    with the same model, classes and window settings (in the app or here), else computed and
+    stored there; ``--no-cache`` computes and stores nothing. The cache is never shrunk here: its
+    bound is the app's setting (Preferences), which the command line cannot read."""
+    from ..core.analysis_cache import DEFAULT_LIMIT_BYTES, AnalysisCache, analysis_key, model_identity
+    from ..core.tasks.windows import STRIDE, WINDOW
+
+    def compute():
+        return analyzer.analyze(rgb, classes, background=args.background, window=args.window,
+                                stride=args.stride, window_mode=args.window_mode, should_stop=stop)
+
+    if getattr(args, "no_cache", True):
+        return compute()
+    cache = AnalysisCache()
+    cache.limit_bytes = max(DEFAULT_LIMIT_BYTES, cache.size_bytes())
+    settings = (("window", args.window, WINDOW), ("stride", args.stride, STRIDE))
+    options = {name: value for name, value, default in settings if value != default}  # defaults: the app's entries
+    key = analysis_key(rgb, model_identity(analyzer.model.manifest), classes, background=args.background,
+                       window_mode=args.window_mode, options=options)
+    analysis = cache.get(key)
+    if analysis is None:
+        analysis = compute()
+        cache.put(key, analysis)
+    return analysis
+
+
 def cmd_analyze(args) -> int:
+    """Analyse every image; one that fails is reported (its name and why) and the batch goes on,
+    so one bad file never costs the others' outputs. Exit code 1 when any image failed."""
     from tqdm import tqdm
 
-    from ..core.concepts.names import NameBook
     from ..core.engine import AnalysisStopped
+    from ..core.errors import user_message
     from ..core.images import ImageLoadError, load_image
 
     classes = _classes(args)
@@ -73,8 +102,8 @@ def cmd_analyze(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     analyzer = _analyzer(args)
-    names = NameBook(analyzer.model.names)
-    failed, stems = 0, set()
+    names, status_of = _curated_names(args, analyzer.model)
+    failed, stems = [], set()
     with graceful_interrupt() as stop:
         for path in tqdm([Path(p) for p in args.images], desc="analyze", unit="img", disable=args.quiet):
             stem = path.stem
@@ -82,28 +111,69 @@ def cmd_analyze(args) -> int:
                 stem += "_"
             stems.add(stem)
             try:
-                rgb = load_image(path)
-                analysis = analyzer.analyze(rgb, classes, background=args.background, window=args.window,
-                                            stride=args.stride, window_mode=args.window_mode, should_stop=stop)
-            except ImageLoadError as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
-                failed += 1
-                continue
+                rgb = load_image(path, allow_truncated=args.allow_truncated)
+                analysis = _analyze_cached(analyzer, rgb, classes, args, stop)
+                write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path),
+                               model=str(analyzer.model.path), backbone=analyzer.model.manifest.backbone.get("id"),
+                               status_of=status_of)
             except AnalysisStopped:
                 print("stopped", file=sys.stderr)
                 return 130
-            write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path),
-                           model=str(analyzer.model.path), backbone=analyzer.model.manifest.backbone.get("id"))
+            except Exception as exc:  # noqa: BLE001 — one image's failure is reported, the batch goes on
+                if os.environ.get("INSIGHT_DEBUG"):
+                    raise
+                why = (exc.reason if isinstance(exc, ImageLoadError) else user_message(exc) if is_user_facing(exc)
+                       else f"{type(exc).__name__}: {exc}")
+                tqdm.write(f"skipped {path}: {why}", file=sys.stderr)
+                failed.append(path)
+                continue
             if not args.quiet:
-                tqdm.write(f"{path.name}: windows: {analysis.window_description}")
-    print(f"{len(args.images) - failed} image(s) analysed into {out}" + (f"; {failed} skipped" if failed else ""))
+                tqdm.write(f"{path.name}: windows: {analysis.window_description}"
+                           + ("; no concept fires" if not analysis.concepts else ""))
+    summary = f"{len(args.images) - len(failed)} image(s) analysed into {out}"
+    if failed:
+        listed = ", ".join(p.name for p in failed[:10]) + (", …" if len(failed) > 10 else "")
+        summary += f"; {len(failed)} skipped: {listed}"
+    print(summary)
     return 1 if failed else 0
 
 
+def _curated_names(args, model):
+    """The names to write (a NameBook: the model's names plus the curation's) and each concept's
+    review status (None with ``--no-curation``). The curation is ``--curation FILE``, else the
+    user's own file for this model when there is one (a damaged one is reported and skipped)."""
+    from ..core.concepts.names import NameBook
+    from ..core.curation import CurationError, load_curation
+    from ..core.curation.store import curation_for
+
+    if args.no_curation:
+        return NameBook(model.names), None
+    if args.curation:
+        from ..core.analysis_cache import model_identity
+
+        try:
+            curation = load_curation(args.curation, model_identity=model_identity(model.manifest),
+                                     n_concepts=model.n_concepts)
+        except CurationError as exc:
+            raise CLIError(f"--curation: {exc}") from None
+    else:
+        try:
+            curation = curation_for(model)
+        except CurationError as exc:
+            print(f"note: your curation of this model is not used: {exc} (--no-curation silences this)",
+                  file=sys.stderr)
+            return NameBook(model.names), None
+    if curation.records and not args.quiet:
+        print(f"note: concept names and statuses from the curation by {curation.user} ({curation.path}): "
+              f"{curation.progress()}", file=sys.stderr)
+    return NameBook(model.names, edits=curation.names()), curation.status
+
+
 def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, source: str = "",
-                   model: str | None = None, backbone: str | None = None) -> dict:
+                   model: str | None = None, backbone: str | None = None, status_of=None) -> dict:
     """Heatmaps of the top concepts, label mask + legend + overlay, JSON and CSVs for one image;
-    concepts named by ``names`` (a :class:`~..core.concepts.names.NameBook`: the analysis holds ids only).
+    concepts named by ``names`` (a :class:`~..core.concepts.names.NameBook`: the analysis holds ids only),
+    with their review ``status_of(concept)`` where concepts are listed (None when no curation is used).
     The JSON's ``provenance`` (and the contributions CSV's sidecar) record the image, the concept
     model ``model``, the ``backbone`` id, the window mode and the app version."""
     from PIL import Image
@@ -116,14 +186,17 @@ def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, 
     view = (max(1, round(h * scale)), max(1, round(w * scale)))
     photo = rgb if view == (h, w) else np.asarray(Image.fromarray(rgb).resize((view[1], view[0]), Image.BICUBIC))
 
+    def status(concept: int) -> str | None:
+        return status_of(concept) if status_of is not None else None
+
     def reasons(contributions) -> list[dict]:
-        return [{"concept": c.concept, "name": names.name(c.concept), "value": c.value}
+        return [{"concept": c.concept, "name": names.name(c.concept), "status": status(c.concept), "value": c.value}
                 for c in contributions[:TOP_REASONS]]
 
     concepts = []
     for rank, c in enumerate(analysis.concepts[:TOP_JSON], start=1):
-        entry = {"rank": rank, "concept": c.concept, "name": names.name(c.concept), "activation": c.activation,
-                 "level": c.level, "parents": list(c.parents), "patches": c.patches}
+        entry = {"rank": rank, "concept": c.concept, "name": names.name(c.concept), "status": status(c.concept),
+                 "activation": c.activation, "level": c.level, "parents": list(c.parents), "patches": c.patches}
         if rank <= top:
             entry["heatmap"] = f"{stem}_concept{rank:02d}_{c.concept}.png"
             _png(out / entry["heatmap"], render.heat_overlay(photo, analysis.display_map(c.concept, view)))
@@ -166,8 +239,8 @@ def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, 
                                        "contributions": reasons(why.contributions)}}
     _atomic_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     _atomic_text(out / f"{stem}_concepts.csv", _csv(
-        ["rank", "concept", "name", "level", "activation", "patches", "parents"],
-        [(r, c.concept, names.name(c.concept), c.level, f"{c.activation:.6g}", c.patches,
+        ["rank", "concept", "name", "status", "level", "activation", "patches", "parents"],
+        [(r, c.concept, names.name(c.concept), status(c.concept), c.level, f"{c.activation:.6g}", c.patches,
           ";".join(map(str, c.parents))) for r, c in enumerate(analysis.concepts, start=1)]))
     # every class, every concept, the biases
     save_contributions(out / f"{stem}_contributions.csv", analysis, names.name, origin)
@@ -175,11 +248,10 @@ def write_analysis(analysis, rgb, out: Path, stem: str, names, *, top: int = 5, 
 
 
 def _csv(header, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
+    """Text cells escaped against formula injection (:func:`..core.report.csv_cell`)."""
+    from ..core.report import csv_text
+
+    return csv_text(header, rows)
 
 
 # -- eval-seg ---------------------------------------------------------------------------------
@@ -343,6 +415,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--background", action="store_true", help="label FOUND background as an extra class")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--top", type=int, default=5, help="heatmaps of this many top concepts per image (default 5)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="analyse images whose file is cut short (the missing part is black) instead of skipping them")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every image, neither reading nor filling the app's disk cache of analyses")
+    curated = p.add_mutually_exclusive_group()
+    curated.add_argument("--curation", default=None, metavar="FILE",
+                         help="concept names and statuses from this curation file (default: your own curation "
+                              "of the model, if any; see docs/curation.md)")
+    curated.add_argument("--no-curation", action="store_true", help="the model's own concept names only")
     _window_args(p, default_mode="fast")
     p.set_defaults(func=cmd_analyze)
 

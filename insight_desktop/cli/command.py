@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..core.errors import user_message
-from . import analyze, build, models, stages
+from . import analyze, build, curation, models, stages
 from .common import CLIError, add_device_arg, is_user_facing
 
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_parsers(sub)
     analyze.add_parsers(sub)
     models.add_parsers(sub)
+    curation.add_parsers(sub)
 
     p = sub.add_parser("info", help="describe a concept model, token store, SAE, checkpoint or image")
     p.add_argument("file")
