@@ -31,9 +31,9 @@ test: lint
 	$(PY) -m pytest -q $(if $(CI),-p no:cacheprovider,)
 
 # The property tests over crafted files (pytest marker `fuzz`) with FUZZ_EXAMPLES random cases per
-# strategy instead of `make test`'s few fixed ones: 6 bundle strategies × 1700 = 10,200 bundles
-# (~10 min on two CPU cores). Prints cases, outcomes, unexpected exception types, the slowest
-# case and peak memory.
+# strategy instead of `make test`'s few fixed ones: 6 bundle strategies × 1700 = 10,200 bundles,
+# 6 image strategies × 1700 ≈ 10,000 images, and sessions (~15 min on two CPU cores). Prints
+# cases, outcomes, unexpected exception types, the slowest case and peak memory.
 FUZZ_EXAMPLES ?= 1700
 fuzz: $(STAMP)
 	INSIGHT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m fuzz -p no:cacheprovider -W ignore::RuntimeWarning

@@ -36,6 +36,12 @@ changed per call (both are process-global; swapping them is not thread-safe), so
 check still runs first: its DecompressionBombError (over 2 × its global) is wrapped, and its
 DecompressionBombWarning is not relied on, since our check decides either way.  A ``max_pixels``
 above 2 × ``Image.MAX_IMAGE_PIXELS`` only helps if the application raises Pillow's global too.
+Memory: the conversion to RGB runs in bands of rows (:mod:`.image_rgb`), so a load holds Pillow's decoded pixels
+(1 byte a pixel for L and P, 4 for RGB, RGBA, CMYK, I and F) plus the output (3), and no
+whole-image temporaries (a 13 000² GIF screen from a 40-byte file peaks at ~0.7 GB, not 4 GB).
+What a load will take is also estimated from the header, before decoding, and over
+``MAX_LOAD_BYTES`` (1 GiB) it raises ImageLoadError: under ``max_pixels`` that still refuses
+RGB(A) images over ~150 MP and WebP over ~70 MP (libwebp holds two more RGBA copies).
 """
 
 from __future__ import annotations
@@ -54,19 +60,23 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from . import image_rgb
+from .image_rgb import to_rgb
 from .image_truncation import missing_rows
 
 log = logging.getLogger(__name__)
 
 #: Pillow's default MAX_IMAGE_PIXELS × 2 (= where Pillow itself raises): ~179 MP, e.g. 16k × 11k.
 DEFAULT_MAX_PIXELS = 178_956_970
+#: the memory one load may take, estimated from the header before decoding (see _load_bytes): 1 GiB,
+#: the budget Pillow's own limit assumes (its MAX_IMAGE_PIXELS is 1 GiB / 4 bytes / 3 channels)
+MAX_LOAD_BYTES = 1 << 30
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 # Only these decoders may run, whatever the suffix says: fewer attack surfaces (no EPS →
 # Ghostscript, no exotic plugins), and content decides the format, so a mislabelled file still loads.
 # (Pillow's JPEG opener also returns MPO images, the multi-picture JPEGs of many cameras.)
 _FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa"})
 _DIGITS = re.compile(r"(\d+)")
 #: the environment setting that makes truncated files load (the app has no other switch for it)
 ALLOW_TRUNCATED_ENV = "INSIGHT_ALLOW_TRUNCATED_IMAGES"
@@ -185,17 +195,51 @@ def _decode_file(fh: BinaryIO, path: Path, max_pixels: int, *, check: bool) -> n
                 raise ImageLoadError(path, f"image is too large: {limit}")
             if width == 0 or height == 0:
                 raise ImageLoadError(path, f"image has no pixels ({width}x{height})")
-            tiles = list(opened.tile)
+            need = _load_bytes(opened)
+            if need > MAX_LOAD_BYTES:  # e.g. a WebP canvas or an RGBA PNG just under max_pixels
+                raise ImageLoadError(path, f"image is too large: {width}x{height} {opened.mode} {opened.format} "
+                                           f"needs about {need / 2**20:,.0f} MiB to load, over the limit of "
+                                           f"{MAX_LOAD_BYTES / 2**20:,.0f} MiB")
+            tiles, stored = list(opened.tile), _stored_size(opened)
             opened.load()  # full decode here, so truncated or corrupt data fails inside the try
             if check:
-                missing = missing_rows(opened.format, opened.size, tiles, fh)
+                missing = missing_rows(opened.format, stored, tiles, fh)
                 if missing:
                     raise ImageLoadError(path, f"{TRUNCATED}: {missing}; {TRUNCATED_HINT}")
-            return _to_rgb(_oriented(opened, path))
+            return to_rgb(_oriented(opened, path))
     except ImageLoadError:
         raise
     except Exception as exc:  # any decoder failure, whatever Pillow or a plugin raises
         raise ImageLoadError(path, _reason(exc)) from exc
+
+
+def _load_bytes(im: Image.Image) -> int:
+    """The memory a load will take, from the header: Pillow's decoded pixels (1 byte a pixel for
+    1, L and P, 2 for 16-bit grey, 4 for everything else, RGB included), a second copy when EXIF
+    orientation turns it, libwebp's RGBA canvas, its copy as bytes and its buffers (WebP), the RGB
+    output and the conversion's band temporaries (measured peaks are within a few % of this)."""
+    decoded = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4
+    per_pixel = decoded + 3 + (9 if im.format == "WEBP" else 0)
+    # Pillow turns a TIFF while decoding it, and a PNG's getexif() decodes the image when no eXIf
+    # chunk came before the pixels: no EXIF is read here for those (a late eXIf is not counted).
+    if im.format != "TIFF" and (im.format != "PNG" or "exif" in im.info):
+        try:
+            if im.getexif().get(ExifTags.Base.Orientation, 1) in (2, 3, 4, 5, 6, 7, 8):
+                per_pixel += decoded  # exif_transpose's copy
+        except Exception:  # unreadable EXIF: _oriented will ignore it too
+            pass
+    return im.size[0] * im.size[1] * per_pixel + 16 * image_rgb.BAND_PIXELS
+
+
+def _stored_size(im: Image.Image) -> tuple[int, int]:
+    """The size the tiles are laid out in. Pillow gives a TIFF with EXIF orientation 5–8 its turned
+    size (and turns it while loading), but its strips still cover the stored width × height."""
+    tags = getattr(im, "tag_v2", None)
+    if im.format == "TIFF" and tags is not None:
+        width, height = tags.get(256), tags.get(257)  # ImageWidth, ImageLength
+        if isinstance(width, int) and isinstance(height, int):
+            return width, height
+    return im.size
 
 
 def _oriented(im: Image.Image, path: Path) -> Image.Image:
@@ -206,34 +250,6 @@ def _oriented(im: Image.Image, path: Path) -> Image.Image:
     except Exception as exc:  # broken metadata must not cost the user a readable image
         log.debug("ignoring unreadable EXIF orientation in %s: %s", path, exc)
     return im
-
-
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    if im.mode.startswith("I") or im.mode == "F":
-        grey = _numeric_to_uint8(np.asarray(im), im.mode)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-    if im.mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)
-        alpha = rgba[:, :, 3:]
-        # Integer "over white": (c·a + 255·(255 − a)) / 255, rounded; exact for a = 0 and 255.
-        rgb = (rgba[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255
-        return np.ascontiguousarray(rgb, dtype=np.uint8)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.ascontiguousarray(np.array(im, dtype=np.uint8))
-
-
-def _numeric_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
-    if mode.startswith("I;16") or (mode == "I" and a.size and a.min() >= 0 and a.max() <= 65535):
-        # round(v / 257) in integers: v / 257 == v·255 / 65535 and never ends in exactly .5.
-        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = (float(f.min()), float(f.max())) if f.size else (0.0, 0.0)
-    if mode == "F" and lo >= 0 and hi <= 1:
-        f = f * 255
-    elif not (mode == "F" and lo >= 0 and hi <= 255):
-        f = (f - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(f)
-    return np.clip(np.rint(f), 0, 255).astype(np.uint8)
 
 
 def _reason(exc: BaseException) -> str:
