@@ -30,7 +30,7 @@ from insight_desktop.core.concepts.naming import (
     parent_weights,
     vanilla_concept_embeddings,
 )
-from insight_desktop.core.concepts.vocab import cache_path
+from insight_desktop.core.concepts.vocab import bundled_vocabulary, cache_path
 from insight_desktop.core.paths import resources_dir
 
 D = 64
@@ -396,8 +396,15 @@ def test_concept_names_json_round_trip(planted, planted_embeddings):
             ConceptNames.from_json(bad)
 
 
-def test_default_vocabularies_load_clean():
-    english, imagenet = default_vocabularies()
+def test_default_vocabulary_is_the_visual_one():
+    (visual,) = default_vocabularies()
+    assert visual.name == "visual" and 3_000 <= len(visual) <= 4_000
+    assert {"tench", "feline", "container", "red", "wood"} <= set(visual.terms)
+    assert "running" not in visual.terms and "the" not in visual.terms  # concrete, visual words only
+
+
+def test_bundled_vocabularies_load_clean():
+    english, imagenet = bundled_vocabulary("english"), bundled_vocabulary("imagenet")
     assert english.name == "english" and imagenet.name == "imagenet"
     assert 19_000 <= len(english) <= 21_000
     assert len(imagenet) == 1000 and imagenet.terms[0] == "tench"

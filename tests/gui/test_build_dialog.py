@@ -116,7 +116,7 @@ def test_builds_a_model_with_stage_progress_and_hands_it_over(qtbot, dialog, pho
     path = built.args[0]
     assert Path(path) == expected
     model = ConceptModel.load(path)
-    assert model.sae.config.n_concepts == 32 and set(model.names.names) <= set(WORDS)
+    assert model.sae.config.n_concepts == 32 and {n.split(" (")[0] for n in model.names.names} <= set(WORDS)
     assert model.manifest.provenance["images"] == 6
     stages = [text for text, _ in shown]
     for step in ("Step 2 of 7: Extracting patch features", "Step 3 of 7: Training the concept dictionary (SAE)",

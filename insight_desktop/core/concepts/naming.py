@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .name_choice import ALTERNATIVE_MARGIN, HUBNESS_K, distinct_names, word_hubness  # noqa: F401 — HUBNESS_K re-exported
 from .vocab import (  # noqa: F401 — re-exported: naming.py is the public entry point
     DEFAULT_VOCABULARY_FILES,
     FAMILIES,
@@ -247,6 +248,9 @@ def name_concepts(
     *,
     method: str = "vanilla",
     chunk_elements: int = 1 << 23,
+    hubness_k: int = 0,
+    distinct: bool = True,
+    margin: float = ALTERNATIVE_MARGIN,
 ) -> ConceptNames:
     """Name every concept by the best-scoring (term, family) over all vocabularies.
 
@@ -256,6 +260,13 @@ def name_concepts(
     ``top`` best distinct terms per concept: a term in several families or vocabularies counts
     once, with its best score (ties: earlier vocabulary, then earlier term). Scores are computed
     in chunks of at most ``chunk_elements`` cosines, so memory stays bounded for any m.
+
+    ``hubness_k`` > 0 ranks by the CSLS-corrected score cos − r_w, r_w being each (word,
+    family)'s mean cosine to its ``hubness_k`` nearest concepts (:mod:`.name_choice`); the
+    candidates' scores are then the corrected ones. ``distinct`` (default) gives no two concepts
+    the same name: the best-scoring keeps it, the others take an unused candidate within
+    ``margin`` or a number, "cat (2)" (:func:`.name_choice.distinct_names`); ``candidates``
+    keep the raw ranking either way.
     """
     if top < 1:
         raise NamingError("top must be at least 1")
@@ -272,7 +283,7 @@ def name_concepts(
         if E.shape != (len(vocab), len(FAMILIES), d):
             raise NamingError(f"embeddings of vocabulary {vocab.name!r} have shape {E.shape}; "
                               f"expected {(len(vocab), len(FAMILIES), d)}")
-        per_vocab.append(_top_terms(C, E, min(top, len(vocab)), chunk_elements))
+        per_vocab.append(_top_terms(C, E, min(top, len(vocab)), chunk_elements, hubness_k))
 
     names, candidates = [], []
     for i in range(m):
@@ -287,25 +298,33 @@ def name_concepts(
         ranked = tuple(c for _, c in sorted(best.values(), key=lambda oc: oc[0])[:top])
         names.append(ranked[0].term)
         candidates.append(ranked)
+    if distinct:
+        names = distinct_names([[(c.term, c.score) for c in cs] for cs in candidates], margin)
     return ConceptNames(tuple(names), tuple(candidates), method,
                         vocabularies=tuple((v.name, v.sha256) for _, v in vocab_embeddings))
 
 
-def _top_terms(C: np.ndarray, E: np.ndarray, k: int, chunk_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per concept, the k best words of one vocabulary: word index, best family, cosine — each
-    ``[m, k]``, sorted best first (ties: lower word index)."""
+def _top_terms(C: np.ndarray, E: np.ndarray, k: int, chunk_elements: int,
+               hubness_k: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per concept, the k best words of one vocabulary: word index, best family, score (cosine,
+    or cosine − hubness when ``hubness_k`` > 0) — each ``[m, k]``, sorted best first (ties:
+    lower word index)."""
     V, F, d = E.shape
     norms = np.linalg.norm(E, axis=-1)
     if np.abs(norms - 1).max() > 1e-3:  # only copy a large vocabulary when it needs it
         E = _normalise_rows(E)
     flat = E.reshape(V * F, d)
+    penalty = word_hubness(C, flat, hubness_k, chunk_elements) if hubness_k > 0 else None
     m = C.shape[0]
     rows = max(1, int(chunk_elements) // (V * F))
     words = np.empty((m, k), np.int64)
     fams = np.empty((m, k), np.int64)
     scores = np.empty((m, k), np.float32)
     for a in range(0, m, rows):
-        S = (C[a:a + rows] @ flat.T).reshape(-1, V, F)
+        S = C[a:a + rows] @ flat.T
+        if penalty is not None:
+            S -= penalty
+        S = S.reshape(-1, V, F)
         fam = S.argmax(axis=2)
         best = np.take_along_axis(S, fam[..., None], axis=2)[..., 0]  # [c, V]
         del S
@@ -321,11 +340,16 @@ def _top_terms(C: np.ndarray, E: np.ndarray, k: int, chunk_elements: int) -> tup
 
 def name_model(W_dec: Any, b_dec: Any, vocab_embeddings: Sequence[tuple[Any, Vocabulary]], *,
                d_hat: Any = None, mu: Any = None, tau: float = TAU, scale: float = SCALE,
-               top: int = 5) -> ConceptNames:
-    """Name an SAE's concepts: hierarchy-aware when ``d_hat`` and ``mu`` are given, else vanilla."""
+               top: int = 5, hubness_k: int = 0, distinct: bool = True,
+               margin: float = ALTERNATIVE_MARGIN) -> ConceptNames:
+    """Name an SAE's concepts: hierarchy-aware when ``d_hat`` and ``mu`` are given, else vanilla.
+    ``hubness_k``, ``distinct`` and ``margin`` as in :func:`name_concepts` (:data:`HUBNESS_K` is
+    the usual k; the correction is off by default: on the demo model it lowered name precision)."""
     if (d_hat is None) != (mu is None):
         raise NamingError("hierarchy-aware naming needs both d_hat and mu")
     if d_hat is None:
-        return name_concepts(vanilla_concept_embeddings(W_dec, b_dec), vocab_embeddings, top, method="vanilla")
+        return name_concepts(vanilla_concept_embeddings(W_dec, b_dec), vocab_embeddings, top, method="vanilla",
+                             hubness_k=hubness_k, distinct=distinct, margin=margin)
     emb = hierarchy_concept_embeddings(W_dec, b_dec, d_hat, mu, tau=tau, scale=scale)
-    return name_concepts(emb, vocab_embeddings, top, method="hierarchy")
+    return name_concepts(emb, vocab_embeddings, top, method="hierarchy", hubness_k=hubness_k, distinct=distinct,
+                         margin=margin)
