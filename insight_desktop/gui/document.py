@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from psygnal import Signal
@@ -33,6 +33,10 @@ CLASS_PRESETS: dict[str, tuple[str, ...]] = {
     "Food and kitchen": ("coffee cup", "plate", "spoon", "table", "food", "bottle"),
     "Outdoors": ("sky", "cloud", "water", "mountain", "tree", "grass", "sand", "rock", "building"),
 }
+#: how the heat is scaled: "image", by the image's own strongest activation of the concept (a weak
+#: activation looks as hot as a strong one), or "model", by the concept's strongest activation in
+#: the model's training data (the same colour means the same activation in every image)
+HEAT_SCALES = ("image", "model")
 DEFAULT_CLASSES: tuple[str, ...] = ("cat", "dog", "person", "coffee cup", "rocket", "flower", "building", "sky")
 
 
@@ -49,6 +53,7 @@ class OverlaySettings:
     threshold: float = 0.0            # heat below this (0..1 of the map's max) is transparent
     mask_opacity: float = 0.5
     hidden_labels: frozenset[int] = field(default_factory=frozenset)
+    heat_scale: str = "image"         # one of HEAT_SCALES
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -63,6 +68,8 @@ class OverlaySettings:
         out = cls(**known)
         if out.colormap not in COLORMAPS:
             out = replace(out, colormap=cls.colormap)
+        if out.heat_scale not in HEAT_SCALES:
+            out = replace(out, heat_scale=cls.heat_scale)
         return out
 
 
@@ -95,6 +102,9 @@ class Document:
         self.catalog: ConceptCatalog | None = None
         self.image_path: Path | None = None
         self.image: np.ndarray | None = None      # RGB uint8, read-only
+        #: a copy of ``image`` at most screen-sized, for drawing (made off the GUI thread by whoever
+        #: decoded the image); None: the view makes its own
+        self.preview: np.ndarray | None = None
         self.analysis: Analysis | None = None     # the analysis of *this* image, or None
         self.concept: int = -1
         self.segment: int = -1
@@ -107,6 +117,9 @@ class Document:
         self.view: dict[str, Any] | None = None
         #: (image, view) a reopened session asks for: the canvas shows it once that image is shown
         self.view_to_restore: tuple[Path, dict[str, Any]] | None = None
+        #: who carries out :meth:`rename_concept` when set (the curation, so a rename is saved and
+        #: undoable: gui.review.curation_controller); None: the name book is renamed directly
+        self.renamer: Callable[[int, str | None], None] | None = None
 
     # ------------------------------------------------------------------ model, image, analysis
     def set_catalog(self, catalog: ConceptCatalog | None) -> None:
@@ -122,10 +135,11 @@ class Document:
         self.analysisChanged.emit()
         self.conceptSelected.emit(-1)
 
-    def set_image(self, path: Path | None, rgb: np.ndarray) -> None:
+    def set_image(self, path: Path | None, rgb: np.ndarray, preview: np.ndarray | None = None) -> None:
         rgb = np.ascontiguousarray(rgb)
         rgb.flags.writeable = False
         self.image_path, self.image = (Path(path) if path else None), rgb
+        self.preview = preview if preview is not None and preview.shape[2:] == rgb.shape[2:] else None
         self.analysis = None
         self.segment = -1
         self.region = None
@@ -189,7 +203,10 @@ class Document:
         analysis holds ids only, so nothing is computed again; views redraw on ``conceptRenamed``."""
         if self.catalog is None:
             raise ValueError("no concept model is loaded")
-        self.catalog.names.rename(concept, name)
+        if self.renamer is not None:
+            self.renamer(int(concept), name)
+        else:
+            self.catalog.names.rename(concept, name)
 
     def _on_renamed(self, concept: int) -> None:
         self.conceptRenamed.emit(int(concept))

@@ -3,8 +3,9 @@
 A folder of photos often holds one file that cannot be read (truncated, a different format
 with an image suffix).  It must not block the way through the folder: next and previous step
 over it, the filmstrip marks it, and a status-bar notice names it — a modal error only when
-nothing in the list can be shown at all.  Also the window title and the "n / N" position,
-which follow the image shown.
+nothing in the list can be shown at all. The decoding happens off the GUI thread
+(:mod:`.window_images`); what to do with its result is decided here, in :func:`finish_load`.
+Also the window title and the "n / N" position, which follow the image shown.
 """
 
 from __future__ import annotations
@@ -32,54 +33,35 @@ class NavigationWindow(Protocol):
     position: Any            # QLabel
     model_path: Path | None
     folder: Path | None
+    loader: Any              # window_images.ImageLoader
+    settings: Any            # AppSettings
+
+    def request_analysis(self) -> None: ...
 
     def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None: ...
-
-    def try_show_image(self, index: int) -> ImageLoadError | None: ...
 
     def statusBar(self) -> Any: ...  # noqa: N802 — Qt's name
 
     def setWindowTitle(self, title: str) -> None: ...  # noqa: N802 — Qt's name
 
 
-def show_readable(window: NavigationWindow, start: int, step: int,
-                  skipped: list[ImageLoadError] | None = None) -> bool:
+# Images are decoded off the GUI thread (window_images): each function below starts a load that
+# tries images in some order; finish_load says what happened once the first readable one is found.
+def show_readable(window: NavigationWindow, start: int, step: int) -> None:
     """Show the first image from ``start`` on, going by ``step`` (+1 or −1), that can be read.
 
-    Unreadable ones on the way are marked in the filmstrip and named in a status-bar notice.
-    False, with the window unchanged, when none can be read in that direction. The errors of the
-    files skipped are appended to ``skipped`` when given."""
+    Unreadable ones on the way are marked in the filmstrip and named in a status-bar notice; the
+    window stays as it is when none can be read in that direction."""
     assert step in (-1, 1)
-    skipped = [] if skipped is None else skipped
-    index = start
-    while 0 <= index < len(window.images):
-        error = window.try_show_image(index)
-        if error is None:
-            break
-        skipped.append(error)
-        index += step
-    else:
-        index = -1
-    if skipped:
-        note_unreadable(window, skipped)
-        if index < 0 and window.index >= 0:
-            window.filmstrip.set_current(window.index)  # the strip follows what is really shown
-    return index >= 0
+    order = range(start, len(window.images)) if step > 0 else range(start, -1, -1)
+    window.loader.load(window.images, list(order), "step")
 
 
-def open_first_readable(window: NavigationWindow, index: int) -> bool:
+def open_first_readable(window: NavigationWindow, index: int) -> None:
     """After a new list: show ``index`` or the nearest readable image after it (before it when
     none after). A modal error only when no image of the list can be read."""
-    errors: list[ImageLoadError] = []
-    if show_readable(window, index, +1, errors) or show_readable(window, index - 1, -1, errors):
-        return True
-    names = ", ".join(p.name for p in window.images[:5]) + (" …" if len(window.images) > 5 else "")
-    if len(window.images) == 1:
-        message = user_message(errors[0]) if errors else f"'{window.images[0].name}' cannot be read."
-    else:
-        message = f"None of the {len(window.images)} images can be read ({names})."
-    show_error(window, "Could not open the image", message)  # type: ignore[arg-type]
-    return False
+    order = [*range(index, len(window.images)), *range(index - 1, -1, -1)]
+    window.loader.load(window.images, order, "first")
 
 
 def on_filmstrip_activated(window: NavigationWindow, index: int) -> None:
@@ -89,11 +71,36 @@ def on_filmstrip_activated(window: NavigationWindow, index: int) -> None:
     if abs(step) == 1:
         show_readable(window, index, step)
         return
-    error = window.try_show_image(index)
-    if error is not None:
-        note_unreadable(window, [error])
-        if window.index >= 0:
-            window.filmstrip.set_current(window.index)
+    window.loader.load(window.images, [index], "pick")
+
+
+def finish_load(window: NavigationWindow, loaded: Any) -> None:
+    """A load came back (``window_images.Loaded``): show its image, name the files it skipped."""
+    errors = list(loaded.errors)
+    if errors:
+        note_unreadable(window, errors)
+    if loaded.index >= 0:
+        show_loaded(window, loaded)
+        return
+    if window.index >= 0:
+        window.filmstrip.set_current(window.index)  # the strip follows what is really shown
+    if loaded.purpose == "first":
+        names = ", ".join(p.name for p in window.images[:5]) + (" …" if len(window.images) > 5 else "")
+        if len(window.images) == 1:
+            message = user_message(errors[0]) if errors else f"'{window.images[0].name}' cannot be read."
+        else:
+            message = f"None of the {len(window.images)} images can be read ({names})."
+        show_error(window, "Could not open the image", message)  # type: ignore[arg-type]
+
+
+def show_loaded(window: NavigationWindow, loaded: Any) -> None:
+    """Put a decoded image on screen: the document, the strip, the recent files; then analyse it."""
+    window.index = loaded.index
+    window.filmstrip.set_current(loaded.index)
+    window.settings.add_recent_file(window.folder or loaded.path)  # a folder is one entry, not one per image
+    window.document.set_image(loaded.path, loaded.rgb, loaded.preview)  # the canvas fits it (or a session's view)
+    window.request_analysis()
+    update_title_and_position(window)
 
 
 def show_in_current_folder(window: NavigationWindow, path: Path) -> bool:
@@ -109,10 +116,7 @@ def show_in_current_folder(window: NavigationWindow, path: Path) -> bool:
             return False
         window.open_images(paths, [p.name for p in paths].index(path.name), folder)
         return True
-    index = names.index(path.name)
-    error = window.try_show_image(index)
-    if error is not None:
-        note_unreadable(window, [error])
+    window.loader.load(window.images, [names.index(path.name)], "pick")
     return True
 
 

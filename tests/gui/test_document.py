@@ -120,3 +120,27 @@ def test_the_document_works_where_qt_cannot_be_imported():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_heat_scale_is_an_overlay_setting_that_survives_a_round_trip():
+    doc, seen = Document(), []
+    doc.overlayChanged.connect(lambda: seen.append(doc.overlay.heat_scale))
+    assert doc.overlay.heat_scale == "image"  # the image's own max, as before
+    doc.set_overlay(heat_scale="model")
+    assert seen == ["model"]
+    again = OverlaySettings.from_dict(doc.overlay.to_dict())
+    assert again == doc.overlay and again.heat_scale == "model"
+    # a hand-edited or future value falls back to the default rather than failing
+    assert OverlaySettings.from_dict({"heat_scale": "absolute?"}).heat_scale == "image"
+
+
+def test_an_image_may_come_with_its_screen_copy():
+    doc = Document()
+    big = np.zeros((60, 80, 3), np.uint8)
+    small = np.zeros((30, 40, 3), np.uint8)
+    doc.set_image(None, big, small)
+    assert doc.preview is small and doc.image.shape == (60, 80, 3)
+    doc.set_image(None, big)
+    assert doc.preview is None  # the view makes its own
+    doc.set_image(None, big, np.zeros((30, 40), np.uint8))
+    assert doc.preview is None  # not an RGB copy: ignored

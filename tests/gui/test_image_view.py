@@ -271,15 +271,15 @@ def test_export_writes_the_composite_with_a_colour_bar_and_legend(canvas, docume
 
 def test_opacity_change_does_not_recompute_the_map(canvas, document, monkeypatch):
     calls = []
-    analysis_type = type(document.analysis)
-    original = analysis_type.display_map
-
-    def counting(self, j, size=None):
-        calls.append(j)
-        return original(self, j, size)
-
-    monkeypatch.setattr(analysis_type, "display_map", counting)
     first, second = document.concept, other_concept(document)
+    analysis_type = type(document.analysis)
+    original = analysis_type.concept_map
+
+    def counting(self, j):
+        calls.append(j)
+        return original(self, j)
+
+    monkeypatch.setattr(analysis_type, "concept_map", counting)
     shown = heat_image(canvas)
     document.set_overlay(heatmap_opacity=0.3)
     assert calls == [] and heat_image(canvas) is shown
@@ -393,7 +393,7 @@ def test_the_residual_layer_has_its_own_colour_bar(canvas, document):
     bar = canvas.residual_bar
     assert bar.scene() is not None and bar.isVisible()
     assert "‖x − x̂‖" in bar.getAxis("left").labelText
-    top = float(canvas._upsampled_residual(document.analysis).max())
+    top = float(canvas.layers.upsampled_residual(document.analysis, document.image.shape[:2]).max())
     assert top > 0 and bar.levels() == pytest.approx((0.0, top))
     assert canvas.colorbar.scene() is not None  # the heatmap keeps its own bar next to it
     document.set_overlay(show_residual=False)

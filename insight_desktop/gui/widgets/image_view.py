@@ -2,8 +2,12 @@
 
 Every layer is re-rendered from the Analysis already in the document (ARCHITECTURE rule 4), and
 only the layers whose inputs changed: an opacity change is a ``setOpacity`` call, a concept
-switch back to a recent concept reuses its cached display map. The RGBA arrays are made by
-:mod:`insight_desktop.gui.layers`, so an exported PNG holds exactly what the screen shows.
+switch back to a recent concept reuses its cached display map. The photo and its layers are
+drawn at display size (:func:`~insight_desktop.gui.layers.display_size`, at most 2048 px long)
+and placed in image coordinates, so clicks and hovers still read image pixels; zoomed in, a
+full-resolution tile of the photo covers the view. Layers are made by :mod:`.canvas_layers`
+(from the same functions of :mod:`insight_desktop.gui.layers` an exported PNG is made with, at
+full size).
 """
 
 from __future__ import annotations
@@ -14,73 +18,33 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
 
 from ..document import Region
 from ..layers import (
-    DisplayMapCache,
-    colorbar_image,
     colormap_lut,
     composite,
-    figure,
-    heat_rgba,
-    label_rgba,
+    display_size,
     patch_activation,
     patch_region,
+    photo_preview,
     residual_lut,
-    residual_rgba,
 )
+from .canvas_layers import LAYERS, CanvasLayers, full_resolution_layers, heat_scale_label, write_figure
+from .image_viewbox import REGION_COLOUR, QtImageViewBox, cosmetic_pen
 
 HINT = "Open an image (Ctrl+O) or drop one here"
 ZOOM_STEP = 1.25
-#: drawing order of the layers over the photo (heat last: it is what the user is looking at)
-LAYERS = ("segmentation", "residual", "heatmap")
-REGION_COLOUR = "#00e5ff"
 #: the residual layer has no opacity setting; this keeps the photo readable under a poor reconstruction
 RESIDUAL_OPACITY = 0.7
 RESIDUAL_LABEL = "reconstruction error ‖x − x̂‖"
 #: the colour bars draw their colours over 0..BAR_STEPS in their own coordinates
 BAR_STEPS = 256
-
-
-class QtImageViewBox(pg.ViewBox):
-    """A ViewBox whose left click selects instead of doing nothing, and whose Ctrl+left drag (or
-    any left drag in rectangle mode) draws a selection rectangle instead of panning."""
-
-    leftClicked = Signal(QPointF)     # view (image pixel) coordinates
-    rectangleDrawn = Signal(QRectF)   # view coordinates, normalised
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.rectangle_mode = False
-        self._band = QGraphicsRectItem()
-        self._band.setPen(_cosmetic_pen(REGION_COLOUR, Qt.PenStyle.DashLine))
-        self._band.setZValue(20)
-        self._band.hide()
-        self.addItem(self._band, ignoreBounds=True)
-
-    def mouseClickEvent(self, ev):
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.leftClicked.emit(self.mapSceneToView(ev.scenePos()))
-        else:
-            super().mouseClickEvent(ev)
-
-    def mouseDragEvent(self, ev, axis=None):
-        ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
-        if ev.button() != Qt.MouseButton.LeftButton or not (ctrl or self.rectangle_mode) or axis is not None:
-            super().mouseDragEvent(ev, axis)
-            return
-        ev.accept()
-        rect = QRectF(self.mapSceneToView(ev.buttonDownScenePos()), self.mapSceneToView(ev.scenePos())).normalized()
-        if ev.isFinish():
-            self._band.hide()
-            self.rectangleDrawn.emit(rect)
-        else:
-            self._band.setRect(rect)
-            self._band.show()
+#: a full-resolution tile of the photo replaces its display copy where one copy pixel would span
+#: more than this many screen pixels (zoomed in), made this long after the view stops moving
+DETAIL_ZOOM = 1.25
+DETAIL_DELAY_MS = 60
 
 
 class ImageCanvas(QWidget):
@@ -93,10 +57,10 @@ class ImageCanvas(QWidget):
         super().__init__(parent)
         self.document = document
         self.render_seconds = 0.0
-        self._maps = DisplayMapCache()
-        self._residual: tuple[object, np.ndarray] | None = None  # (analysis, upsampled residual)
-        self._keys: dict[str, object] = {}
-        self._rgba: dict[str, np.ndarray] = {}
+        self.layers = CanvasLayers(self)
+        self.display_size: tuple[int, int] = (1, 1)  # (H, W) the photo copy and the layers are drawn at
+        self._photo: np.ndarray | None = None      # the photo copy drawn (the image itself when small)
+        self._keys: dict[str, object] = {}         # layer → inputs of the image it shows
         self._bar_colormap: str | None = None
         self._last_hover = ""
         self._hover_pixel: tuple[int, int] | None = None  # under the cursor, for a readout made again on a rename
@@ -107,6 +71,14 @@ class ImageCanvas(QWidget):
         self.view.ci.addItem(self.viewbox, 0, 0)
         self.photo_item = pg.ImageItem(axisOrder="row-major")
         self.viewbox.addItem(self.photo_item)
+        self.detail_item = pg.ImageItem(axisOrder="row-major")  # full resolution where zoomed in
+        self.detail_item.setZValue(0.5)
+        self.detail_item.hide()
+        self.viewbox.addItem(self.detail_item)
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(DETAIL_DELAY_MS)
+        self._detail_timer.timeout.connect(self._update_detail)
         self.items: dict[str, pg.ImageItem] = {}
         for z, name in enumerate(LAYERS, start=1):
             item = self.items[name] = pg.ImageItem(axisOrder="row-major")
@@ -114,14 +86,14 @@ class ImageCanvas(QWidget):
             item.hide()
             self.viewbox.addItem(item)
         self.region_item = QGraphicsRectItem()
-        self.region_item.setPen(_cosmetic_pen(REGION_COLOUR))
+        self.region_item.setPen(cosmetic_pen(REGION_COLOUR))
         self.region_item.setZValue(10)
         self.region_item.hide()
         self.viewbox.addItem(self.region_item, ignoreBounds=True)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), width=14, label="relative activation",
                                         interactive=False, colorMapMenu=False)
         # the threshold slider's value on the heatmap's bar: heat below it is not drawn
-        self.threshold_marker = pg.InfiniteLine(angle=0, movable=False, pen=_cosmetic_pen("#ffffff"))
+        self.threshold_marker = pg.InfiniteLine(angle=0, movable=False, pen=cosmetic_pen("#ffffff"))
         self.threshold_marker.setZValue(10)
         self.colorbar.addItem(self.threshold_marker)
         self.residual_bar = pg.ColorBarItem(values=(0.0, 1.0), width=14, label=RESIDUAL_LABEL,
@@ -140,6 +112,8 @@ class ImageCanvas(QWidget):
         self.viewbox.leftClicked.connect(self._on_left_click)
         self.viewbox.rectangleDrawn.connect(self._on_rectangle)
         self.viewbox.sigRangeChanged.connect(self._remember_view)
+        self.viewbox.sigRangeChanged.connect(self._detail_timer.start)
+        self.layers.ready.connect(self._on_layer_ready)
         self.view.scene().sigMouseMoved.connect(self._on_mouse_moved)
         document.imageChanged.connect(self._on_image_changed)
         document.analysisChanged.connect(self._render)
@@ -202,31 +176,13 @@ class ImageCanvas(QWidget):
         image = self.document.image
         if image is None:
             raise ValueError("there is no image to composite")
-        shown = [(self._rgba[n], self.items[n].opacity()) for n in LAYERS if self.items[n].isVisible()]
-        return composite(image, shown)
+        shown = {n: self.items[n].opacity() for n in LAYERS if self.items[n].isVisible()}
+        return composite(image, full_resolution_layers(self.document, shown))
 
     def export_image(self, path: str | Path) -> None:
         """Write the composite as a PNG with a colour bar (heatmap shown) and a class legend (segmentation shown)."""
-        from ...core.fileio import atomic_output
-        from ...core.tasks.render import class_colours, legend_png
-
-        rgb = self.composite_rgb()
-        doc, panels = self.document, []
-        if self.items["heatmap"].isVisible():
-            panels.append(colorbar_image(colormap_lut(doc.overlay.colormap), rgb.shape[0],
-                                         doc.concept_name(doc.concept)))
-        seg = doc.analysis.segmentation if doc.analysis is not None else None
-        if seg is not None and self.items["segmentation"].isVisible():
-            labels = seg.opaque_labels if doc.overlay.show_opaque else seg.labels
-            n = len(seg.class_names)
-            counts = np.bincount(labels.ravel(), minlength=n)[:n]
-            colours = class_colours(n, background=seg.background_label is not None)
-            keep = [i for i in range(n) if i not in doc.overlay.hidden_labels]
-            if keep:
-                panels.append(legend_png([seg.class_names[i] for i in keep], [colours[i] for i in keep],
-                                         [int(counts[i]) for i in keep]))
-        with atomic_output(path) as fh:
-            figure(rgb, panels).save(fh, format="PNG")
+        write_figure(self.document, self.composite_rgb(), self.items["heatmap"].isVisible(),
+                     self.items["segmentation"].isVisible(), path)
 
     # ------------------------------------------------------------------ rendering
     def _analysis(self):
@@ -239,13 +195,24 @@ class ImageCanvas(QWidget):
     def _on_image_changed(self) -> None:
         image = self.document.image
         self._keys.clear()
-        self._rgba.clear()
+        for item in self.items.values():
+            item.hide()
+            item.clear()  # the last image's layers must not show over this one, not even for a moment
+        self.detail_item.hide()
+        self.detail_item.clear()
         if image is None:
+            self._photo = None
             self.photo_item.clear()
             self._stack.setCurrentWidget(self.hint)
             self.document.view = None
         else:
-            self.photo_item.setImage(image, autoLevels=False, levels=(0, 255))
+            h, w = image.shape[:2]
+            self.display_size = display_size((h, w))
+            preview = self.document.preview
+            self._photo = preview if preview is not None else photo_preview(image)
+            self.layers.reset(self.display_size)
+            self.photo_item.setImage(self._photo, autoLevels=False, levels=None)  # uint8 as is: no rescaling pass
+            self.photo_item.setRect(QRectF(0, 0, w, h))
             self._stack.setCurrentWidget(self.view)
             self.fit()
             self._restore_view()
@@ -254,48 +221,56 @@ class ImageCanvas(QWidget):
 
     def _render(self, *_args) -> None:
         start = time.perf_counter()
-        doc, a = self.document, self._analysis()
+        doc, a, layers = self.document, self._analysis(), self.layers
         ov = doc.overlay
         concept = doc.concept
         seg = a.segmentation if a is not None else None
         self._update_layer("heatmap", a is not None and concept >= 0 and ov.show_heatmap,
-                           (a, concept, ov.colormap, ov.threshold),
-                           lambda: heat_rgba(self._maps.get(a, concept), colormap_lut(ov.colormap), ov.threshold),
-                           ov.heatmap_opacity)
+                           (a, concept, ov.colormap, ov.threshold, ov.heat_scale),
+                           lambda: layers.heat(a, concept, ov, doc.catalog), ov.heatmap_opacity)
         self._update_layer("segmentation", seg is not None and ov.show_segmentation,
-                           (a, ov.show_opaque, ov.hidden_labels), lambda: self._segmentation_rgba(seg, ov),
+                           (a, ov.show_opaque, ov.hidden_labels), lambda: layers.segmentation(seg, ov),
                            ov.mask_opacity)
         self._update_layer("residual", a is not None and ov.show_residual, (a,),
-                           lambda: residual_rgba(self._upsampled_residual(a)), RESIDUAL_OPACITY)
+                           lambda: layers.residual(a), RESIDUAL_OPACITY)
         self._update_colorbar()
         self.render_seconds = time.perf_counter() - start
 
     def _update_layer(self, name: str, shown: bool, key: tuple, make, opacity: float) -> None:
-        """Show or hide one layer; its pixels are remade only when ``key`` (its inputs) changed."""
+        """Show or hide one layer; its pixels are remade only when ``key`` (its inputs) changed.
+
+        A big layer is made on a thread: until it arrives the layer keeps showing what it showed
+        (the last concept's heat, say), or nothing after a new image."""
         item = self.items[name]
         if not shown:
             item.hide()
+            self.layers.forget(name)
             return
-        if self._keys.get(name) != key:
-            rgba = self._rgba[name] = make()
-            item.setImage(rgba, autoLevels=False, levels=(0, 255))
-            self._keys[name] = key
+        if self._keys.get(name) != key and self.layers.wanted(name) != key:
+            rgba = self.layers.request(name, key, make)
+            if rgba is not None:
+                self._set_layer(name, key, rgba)
         item.setOpacity(float(opacity))
         item.show()
 
-    @staticmethod
-    def _segmentation_rgba(seg, overlay) -> np.ndarray:
-        from ...core.tasks.render import class_colours
+    def _set_layer(self, name: str, key: object, rgba: np.ndarray) -> None:
+        image = self.document.image
+        if image is None:
+            return
+        item = self.items[name]
+        item.setImage(rgba, autoLevels=False, levels=None)  # uint8 as is: no rescaling pass
+        item.setRect(QRectF(0, 0, image.shape[1], image.shape[0]))  # display pixels over image pixels
+        self._keys[name] = key
+        self.layers.forget(name)
 
-        colours = class_colours(len(seg.class_names), background=seg.background_label is not None)
-        labels = seg.opaque_labels if overlay.show_opaque else seg.labels
-        return label_rgba(labels, colours, overlay.hidden_labels)
+    def _on_layer_ready(self, name: str, key: object, rgba: np.ndarray) -> None:
+        self._set_layer(name, key, rgba)
+        if name == "residual":
+            self._update_colorbar()
 
-    def _upsampled_residual(self, a) -> np.ndarray:
-        if self._residual is None or self._residual[0] is not a:
-            residual = np.asarray(a.faithfulness.residual, dtype=np.float32)
-            self._residual = (a, a.sampler().upsample_full(residual[None])[0])
-        return self._residual[1]
+    def layer_image(self, name: str) -> np.ndarray | None:
+        """The RGBA drawn for layer ``name`` (display size), None before one was made."""
+        return self.items[name].image if self._keys.get(name) is not None else None
 
     def _update_colorbar(self) -> None:
         shown = self.items["heatmap"].isVisible()
@@ -305,13 +280,42 @@ class ImageCanvas(QWidget):
             lut = colormap_lut(overlay.colormap)
             self.colorbar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut, name=overlay.colormap))
             self._bar_colormap = overlay.colormap
+        if shown:
+            label = heat_scale_label(self.document)
+            if self.colorbar.getAxis("left").labelText != label:
+                self.colorbar.setLabel("left", label)
         self.threshold_marker.setValue(overlay.threshold * BAR_STEPS)  # the bar spans heat 0..1
         self.threshold_marker.setVisible(overlay.threshold > 0)
-        residual = self._residual[1] if self._residual is not None and self.items["residual"].isVisible() else None
-        self._place_bar(self.residual_bar, residual is not None, 2)
-        if residual is not None:
+        residual = self.items["residual"].isVisible() and self._keys.get("residual") is not None
+        self._place_bar(self.residual_bar, residual, 2)
+        if residual:
             # the layer's colours are relative to the image's largest error: the bar says what that is
-            self.residual_bar.setLevels((0.0, float(residual.max()) if residual.size else 0.0))
+            self.residual_bar.setLevels((0.0, self.layers.residual_top))
+
+    def _update_detail(self) -> None:
+        """Zoomed in past the display copy's resolution: cover the visible part of the photo with
+        its full-resolution pixels (a crop of at most about the view's size), else hide the tile."""
+        image, photo = self.document.image, self._photo
+        if image is None or photo is None or photo.shape[:2] == image.shape[:2] or not self.view.isVisible():
+            self.detail_item.hide()
+            return
+        h, w = image.shape[:2]
+        ratio = w / photo.shape[1]                                                   # image pixels per copy pixel
+        r = self.viewbox.viewRect()  # the scene is unscaled: the viewbox's width is in screen pixels
+        per_device = r.width() / max(self.viewbox.width(), 1.0) / max(self.devicePixelRatioF(), 1.0)
+        if per_device <= 0 or ratio / per_device <= DETAIL_ZOOM:
+            self.detail_item.hide()
+            return
+        top, left = max(0, math.floor(r.top())), max(0, math.floor(r.left()))
+        bottom, right = min(h, math.ceil(r.bottom())), min(w, math.ceil(r.right()))
+        if bottom <= top or right <= left:
+            self.detail_item.hide()
+            return
+        step = max(1, math.floor(per_device))  # no more pixels than the screen shows
+        tile = np.ascontiguousarray(image[top:bottom:step, left:right:step])
+        self.detail_item.setImage(tile, autoLevels=False, levels=None)  # uint8 as is: no rescaling pass
+        self.detail_item.setRect(QRectF(left, top, tile.shape[1] * step, tile.shape[0] * step))
+        self.detail_item.show()
 
     def _place_bar(self, bar: pg.ColorBarItem, shown: bool, column: int) -> None:
         in_layout = bar.scene() is not None
@@ -395,9 +399,3 @@ class ImageCanvas(QWidget):
                 labels = a.segmentation.opaque_labels if doc.overlay.show_opaque else a.segmentation.labels
                 parts.append(a.segmentation.class_names[int(labels[y, x])])
         return " · ".join(parts)
-
-
-def _cosmetic_pen(colour: str, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
-    pen = pg.mkPen(colour, width=2, style=style)
-    pen.setCosmetic(True)  # the same width on screen at any zoom
-    return pen
