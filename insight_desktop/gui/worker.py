@@ -24,14 +24,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from .jobs import JobFn, ProgressFn, run_job
 
 if TYPE_CHECKING:  # torch loads on the worker thread only (ARCHITECTURE rule 5)
+    from ..core.analysis_cache import AnalysisCache
     from ..core.engine import Analyzer
 
 MODEL, ANALYSIS = "model", "analysis"
+#: how long quitting waits for the worker to stop (:meth:`WorkerClient.shutdown`). An analysis
+#: stops between backbone windows and a model load between its stages, usually within this; a
+#: load in the middle of importing torch cannot be interrupted, and the app then ends the process
+#: without waiting for it (gui/app.py ``_end``), the window's state already saved.
+QUIT_WAIT_MS = 500
+#: the same while a model load is under way: mostly imports and file reads, which stop only at the
+#: next stage, so waiting longer rarely ends it cleanly and only delays the quit
+QUIT_WAIT_LOADING_MS = 150
+
+# Workers whose thread did not stop in time at shutdown, kept referenced: Python must never collect
+# a QThread that runs (Qt aborts: "QThread: Destroyed while thread … is still running").
+_UNSTOPPED: list[tuple[QThread, QObject]] = []
+
+
+def worker_still_running() -> bool:
+    """True while a worker told to shut down is still busy (a model load in an import)."""
+    return any(thread.isRunning() for thread, _ in _UNSTOPPED)
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,9 @@ class InferenceWorker(QObject):
         super().__init__()
         self._control = control
         self._analyzer: Analyzer | None = None
+        #: analyses computed before, looked up and stored here (set from the GUI thread: one atomic
+        #: attribute write, read once per analysis)
+        self.analysis_cache: AnalysisCache | None = None
 
     @Slot(int, object)
     def load_model(self, generation: int, request: ModelRequest) -> None:
@@ -132,7 +153,7 @@ class InferenceWorker(QObject):
         progress(f"Loading model {Path(request.path).name}…", -1.0)
         from ..core.engine import Analyzer
 
-        analyzer = Analyzer(request.path, device=request.device)
+        analyzer = Analyzer(request.path, device=request.device, should_stop=should_stop)
         catalog = analyzer.catalog()
         if should_stop():  # a newer model was asked meanwhile: keep the old one, drop this one
             analyzer.close()
@@ -146,15 +167,43 @@ class InferenceWorker(QObject):
         if self._analyzer is None:
             raise RuntimeError("No concept model is loaded: open one with File → Open model…")
         progress(f"Analysing {request.label}…", 0.0)
-        return self._analyzer.analyze(
-            request.image, list(request.classes) or None, background=request.background, should_stop=should_stop,
+        import dataclasses
+        import time
+        from types import MappingProxyType
+
+        from ..core import analysis_cache
+
+        # Computed before, in this session or an earlier one? Reading it back takes a fraction of a
+        # second, here on the worker thread (8000×6000: ≈ 0.15 s to hash the pixels, ≈ 0.4 s to read).
+        # The window hands the worker its disk cache (WorkerClient.set_analysis_cache); a bare worker has none.
+        cache = self.analysis_cache
+        key, started, classes = None, time.perf_counter(), list(request.classes) or None
+        if cache is not None:
+            model = analysis_cache.model_identity(self._analyzer.model.manifest)
+            key = analysis_cache.analysis_key(request.image, model, classes, background=request.background)
+            found = cache.get(key)
+            if found is not None:  # its timings would be the first computation's: say what this took
+                took = MappingProxyType({"disk cache": time.perf_counter() - started})
+                return dataclasses.replace(found, timings=took)
+        analysis = self._analyzer.analyze(
+            request.image, classes, background=request.background, should_stop=should_stop,
             progress=lambda stage, f: progress(f"Analysing {request.label}: {stage}", f))
+        if cache is not None and key is not None:
+            cache.put_later(key, analysis)  # written on the cache's own thread: the result is not held up
+        return analysis
 
     @Slot()
     def shutdown(self) -> None:
-        if self._analyzer is not None:
-            self._analyzer.close()
-            self._analyzer = None
+        """Free the model and end this thread's event loop (queued after any running job)."""
+        try:
+            if self._analyzer is not None:
+                self._analyzer.close()
+                self._analyzer = None
+        finally:
+            thread = self.thread()
+            app = QCoreApplication.instance()
+            if thread is not None and (app is None or thread is not app.thread()):  # never the GUI's loop
+                thread.quit()
 
 
 class WorkerClient(QObject):
@@ -204,6 +253,10 @@ class WorkerClient(QObject):
         self.busy.emit(f"Analysing {label or 'the image'}…", 0.0)
         return gen
 
+    def set_analysis_cache(self, cache: AnalysisCache | None) -> None:
+        """Where the worker looks up analyses before computing them and stores new ones (None: nowhere)."""
+        self._worker.analysis_cache = cache
+
     def supersede_analyses(self) -> None:
         """Analyses asked so far are no longer wanted: skip or stop them and drop their results."""
         self.control.supersede(ANALYSIS)
@@ -216,14 +269,24 @@ class WorkerClient(QObject):
     def is_busy(self) -> bool:
         return bool(self._pending)
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Stop work, free the model and end the thread (call once, when the window closes)."""
+    def shutdown(self, timeout_ms: int | None = None) -> bool:
+        """Stop work, free the model and end the thread (call once, when the window closes).
+
+        Returns whether the thread ended within ``timeout_ms`` (default: :data:`QUIT_WAIT_MS`, or
+        :data:`QUIT_WAIT_LOADING_MS` while a model loads). If not (a model load inside an
+        import cannot be interrupted), the thread and its worker are kept referenced so Qt never
+        destroys them while they run; the load then finds itself unwanted, frees the model and
+        ends the thread by itself, unless the process ends first (:func:`worker_still_running`)."""
         if not self._thread.isRunning():
-            return
+            return True
+        if timeout_ms is None:
+            timeout_ms = QUIT_WAIT_LOADING_MS if MODEL in self._pending.values() else QUIT_WAIT_MS
         self.control.cancel_all()
-        self._requestShutdown.emit()
-        self._thread.quit()
-        self._thread.wait(timeout_ms)
+        self._requestShutdown.emit()  # after the running job, which the cancel stops at its next check
+        if self._thread.wait(max(0, int(timeout_ms))):
+            return True
+        _UNSTOPPED.append((self._thread, self._worker))
+        return False
 
     # ------------------------------------------------------------------ results (GUI thread)
     @Slot(int, object)

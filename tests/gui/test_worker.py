@@ -143,3 +143,62 @@ def test_out_of_memory_is_reported_in_words_and_the_model_stays_loaded(qtbot, cl
     analyzer.analyze = real
     with qtbot.waitSignal(client.analysisReady, timeout=60_000):
         client.analyze(sample_rgb, ())
+
+
+def test_progress_moves_during_the_analysis(qtbot, client, tiny_bundle, sample_rgb):
+    """Several increasing fractions arrive while the backbone windows run, not just 0 then 1."""
+    load(qtbot, client, tiny_bundle)
+    seen = []
+    client.busy.connect(lambda text, f: seen.append((text, f)))
+    wide = np.ascontiguousarray(np.tile(sample_rgb, (1, 4, 1)))  # 7 windows
+    with qtbot.waitSignal(client.analysisReady, timeout=120_000):
+        client.analyze(wide, CLASSES, label="wide.png")
+    fractions = [f for _, f in seen]
+    during = [f for f in fractions if 0 < f < 1]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert len(set(during)) >= 7  # one step per window at least
+    assert any("features" in text for text, _ in seen)
+
+
+def test_shutdown_stops_a_running_analysis_and_ends_the_thread(qtbot, tiny_bundle, sample_rgb):
+    client = WorkerClient()
+    load(qtbot, client, tiny_bundle)
+    results, started = [], []
+    client.analysisReady.connect(lambda g, a: results.append(a))
+    client.busy.connect(lambda text, f: started.append(f) if "features" in text else None)
+    wide = np.ascontiguousarray(np.tile(sample_rgb, (1, 4, 1)))
+    client.analyze(wide, CLASSES)
+    qtbot.waitUntil(lambda: bool(started), timeout=60_000)  # the backbone windows are running
+    assert client.shutdown(timeout_ms=60_000)  # it stops at the next window, frees the model, ends the thread
+    assert not client._thread.isRunning() and client._worker._analyzer is None
+    qtbot.wait(50)
+    assert results == []
+    assert client.shutdown()  # a second call is harmless
+
+
+def test_shutdown_leaves_an_uninterruptible_job_running_safely(qtbot, tiny_bundle, sample_rgb):
+    """A model load inside an import cannot stop: shutdown returns False and keeps the thread referenced
+    (never destroyed while it runs); when the job ends, the thread ends by itself."""
+    import threading
+
+    from insight_desktop.gui import worker as worker_module
+
+    client = WorkerClient()
+    load(qtbot, client, tiny_bundle)
+    release, entered = threading.Event(), threading.Event()
+
+    def stuck(*args, **kwargs):  # ignores should_stop, as an import does
+        entered.set()
+        release.wait(60)
+        raise RuntimeError("never mind")
+
+    client._worker._analyzer.analyze = stuck
+    client.analyze(sample_rgb, CLASSES)
+    assert entered.wait(60)
+    assert client.shutdown(timeout_ms=10) is False
+    assert worker_module.worker_still_running()
+    thread = client._thread
+    del client  # the window goes; the thread must survive it
+    release.set()
+    qtbot.waitUntil(lambda: not thread.isRunning(), timeout=60_000)
+    assert not worker_module.worker_still_running()
