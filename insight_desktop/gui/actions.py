@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 #: A widget with this property set to True takes plain typed keys (e.g. a list with type-to-rename).
 TYPING_TARGET = "takesTyping"
 _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
+_EDIT_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Backspace)
 _COMMAND_MODIFIERS = (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
                       | Qt.KeyboardModifier.MetaModifier)
 
@@ -55,7 +56,14 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
         ActionSpec("export_contributions", "Export &Contributions…", "Ctrl+Alt+E",
                    "Concept contributions of segments and classes (CSV or JSON)"),
         None,
+        ActionSpec("preferences", "Prefere&nces…", QKeySequence.StandardKey.Preferences,
+                   "How much disk the cache of computed analyses may use; clear it"),
         ActionSpec("quit", "&Quit", QKeySequence.StandardKey.Quit),
+    ),
+    "&Edit": (
+        ActionSpec("undo", "&Undo", QKeySequence.StandardKey.Undo,
+                   "Undo the last curation change (verdict, name, note)"),
+        ActionSpec("redo", "&Redo", "Ctrl+Shift+Z", "Redo the curation change just undone"),
     ),
     "&View": (
         ActionSpec("fit", "&Fit Image", "F", "Zoom so the whole image is visible"),
@@ -73,12 +81,39 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
         ActionSpec("rectangle_mode", "Select a &Rectangle", "Ctrl+R",
                    "Drag to select a rectangle (Ctrl+drag always does)", True),
         ActionSpec("find_concept", "Find &Concept", QKeySequence.StandardKey.Find, "Search the concept tree"),
+        None,
+        ActionSpec("review_mode", "Re&view Concepts", "Ctrl+Shift+R",
+                   "Judge, rename, flag and note every concept by keyboard (the Review panel)", True),
+        ActionSpec("hide_rejected", "Hide Re&jected Concepts", "Ctrl+Shift+J",
+                   "Hide rejected concepts from the tree; charts sum them into one 'rejected concepts' bar", True),
     ),
     "&Go": (
         ActionSpec("next_image", "&Next Image", "PgDown", "Next image of the folder or list"),
         ActionSpec("previous_image", "&Previous Image", "PgUp", "Previous image of the folder or list"),
         ActionSpec("next_concept", "Next Active Concept", ".", "The next concept of this image, by activation"),
         ActionSpec("previous_concept", "Previous Active Concept", ","),
+    ),
+    # Active in review mode only (gui.review); F is Fit Image, so Flag is Shift+F.
+    "&Review": (
+        ActionSpec("review_accept", "&Accept Concept", "A", "Accept the name and go on to the next concept"),
+        ActionSpec("review_reject", "Re&ject Concept", "X", "Reject the concept and go on to the next"),
+        ActionSpec("review_flag", "&Flag Concept", "Shift+F", "Flag the concept for a second look and go on"),
+        ActionSpec("review_reset", "Mark &Unreviewed", "Backspace", "Take the verdict back (the name and note stay)"),
+        ActionSpec("review_rename", "&Rename in Review", "Return", "Type a new name (completes from the candidates "
+                   "and the vocabulary); Enter keeps it"),
+        ActionSpec("review_note", "&Note…", "N", "Write a note on the concept; Enter keeps it"),
+        None,
+        ActionSpec("review_next", "&Next Concept", "J", "The next concept in the review order"),
+        ActionSpec("review_previous", "&Previous Concept", "K", "The previous concept in the review order"),
+        ActionSpec("review_next_unreviewed", "Next &Unreviewed", "U", "The next concept nobody judged yet"),
+        None,
+        ActionSpec("accept_subtree", "Accept &Subtree", "Shift+A", "Accept this concept and every concept under it"),
+        ActionSpec("reject_rare", "Reject &Rare Concepts", None,
+                   "Reject every concept firing on less than 0.01 % of patches (one undo step)"),
+        None,
+        ActionSpec("export_verdicts", "&Export Verdicts…", None, "Every concept's status, name and note (CSV or JSON)"),
+        ActionSpec("merge_curation", "&Merge Another Annotator's Curation…", None,
+                   "Take their verdicts where you have none, choose on conflicts, see how far you agree"),
     ),
     "&Analysis": (
         ActionSpec("segment", "&Segment with Classes", "Ctrl+Return", "Run segmentation and classification"),
@@ -93,7 +128,8 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
 
 class TypingGuard(QObject):
     """Lets text fields (and widgets marked :data:`TYPING_TARGET`) take printable keys before the
-    window's single-key shortcuts (F, H, S, R, O, [, ], ., ,) see them.
+    window's single-key shortcuts (F, H, S, R, O, [, ], ., ,, and review mode's A, X, J, K, …) see
+    them; a text field also keeps Return and Backspace (review mode's Rename and Unreviewed).
 
     Qt offers a key to the focus widget as a ShortcutOverride first; accepting it there turns the
     key into a plain key press. Without this, typing "rose" fires R and S once focus leaves the
@@ -103,7 +139,8 @@ class TypingGuard(QObject):
         if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
                 and _takes_typing(watched)  # the receiver: the focus widget
                 and not event.modifiers() & _COMMAND_MODIFIERS
-                and event.text() and event.text().isprintable()):
+                and ((event.text() and event.text().isprintable())
+                     or (event.key() in _EDIT_KEYS and isinstance(watched, _TEXT_INPUTS)))):
             event.accept()
         return False
 
@@ -126,6 +163,7 @@ class Actions:
                     menu.addSeparator()
                     continue
                 action = QAction(spec.text, window)
+                action.setObjectName(spec.name)  # the key of its shortcut in the settings
                 if spec.shortcut is not None:
                     action.setShortcut(QKeySequence(spec.shortcut))
                 action.setStatusTip(spec.tip)
@@ -137,3 +175,29 @@ class Actions:
                 self.all.append(action)
         self.typing_guard = TypingGuard(window)
         QApplication.instance().installEventFilter(self.typing_guard)
+
+
+#: QSettings group of the user's own keys: ``shortcuts/<action name>=<key>`` (e.g.
+#: ``shortcuts/review_accept=Y``; an empty value takes the key away)
+SHORTCUTS_GROUP = "shortcuts"
+
+
+def apply_shortcut_overrides(actions: Actions, qsettings) -> dict[str, str]:
+    """Give actions the keys the user set in ``qsettings`` (:data:`SHORTCUTS_GROUP`); returns
+    what was applied, name → key. Unknown names and unreadable keys are ignored."""
+    applied: dict[str, str] = {}
+    by_name = {a.objectName(): a for a in actions.all}
+    qsettings.beginGroup(SHORTCUTS_GROUP)
+    try:
+        for name in qsettings.childKeys():
+            action, value = by_name.get(name), qsettings.value(name)
+            if action is None or not isinstance(value, str):
+                continue
+            key = QKeySequence(value)
+            if value.strip() and key.isEmpty():
+                continue  # not a key Qt understands: keep the default
+            action.setShortcut(key)
+            applied[name] = key.toString()
+    finally:
+        qsettings.endGroup()
+    return applied

@@ -5,6 +5,15 @@ background flag and the model: together, its *key*. :class:`AnalysisRequests` as
 only when the key is neither shown nor among the last few analyses — so stepping back through a
 folder, or undoing a class edit, is instant.
 
+Behind that memory cache lies a disk cache (:class:`~insight_desktop.core.analysis_cache.AnalysisCache`,
+bounded by the user's setting), which the worker consults before it computes and fills after:
+at 8000×6000 its key needs the decoded pixels hashed (≈ 0.15 s) and a get reads 0.32 GB
+(≈ 0.4 s; benchmarks/bench_analysis_cache.py), far more than a frame on the GUI thread. So an
+image seen in an earlier session, or a restored session, shows as soon as the model is loaded,
+with no backbone pass. Not before: the key uses the model's content identity, which the model's
+manifest gives, but the views cannot show an analysis without the model's catalog (names,
+hierarchy), which comes with the model load.
+
 Every request supersedes the one before it, also when it is answered from the cache (ndv's
 pattern: a new request cancels what is pending). Each request to the worker remembers the key it
 was made for, and its result is stored and shown under that key, never under whatever the
@@ -17,7 +26,9 @@ from collections import OrderedDict
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ..core.analysis_cache import AnalysisCache
 from .document import Document
+from .settings import AppSettings
 from .worker import WorkerClient
 
 #: analyses kept so that stepping back through a folder is instant
@@ -30,13 +41,29 @@ class AnalysisRequests(QObject):
     shown = Signal(object)       # the Analysis just put into the document (computed or cached)
     computing = Signal(bool)     # a request for what the document wants went to the worker (True) / ended (False)
 
-    def __init__(self, document: Document, worker: WorkerClient, parent: QObject | None = None):
+    def __init__(self, document: Document, worker: WorkerClient, parent: QObject | None = None,
+                 settings: AppSettings | None = None):
         super().__init__(parent)
         self.document, self.worker = document, worker
         self._asked: tuple[int, tuple] | None = None   # (generation, key) of the request still wanted
         self._cache: OrderedDict = OrderedDict()       # key → Analysis, least recently used first
         worker.analysisReady.connect(self._on_ready)
         worker.idle.connect(self._on_idle)
+        limit = settings.analysis_cache_limit() if settings is not None else 0
+        self.disk_cache = AnalysisCache(limit_bytes=limit)  # under user_cache_dir()/analyses; evicts on put
+        self._hand_to_worker()
+
+    def set_disk_cache_limit(self, limit_bytes: int) -> None:
+        """Bound the disk cache (evicting what no longer fits); 0 turns it off (what is there stays
+        until cleared)."""
+        if limit_bytes > 0:
+            self.disk_cache.set_limit(limit_bytes)
+        else:
+            self.disk_cache.limit_bytes = 0
+        self._hand_to_worker()
+
+    def _hand_to_worker(self) -> None:
+        self.worker.set_analysis_cache(self.disk_cache if self.disk_cache.limit_bytes > 0 else None)
 
     def key(self) -> tuple:
         doc = self.document

@@ -109,7 +109,8 @@ class BuildModelDialog(QDialog):
         self.stage_label = QLabel(RESUME_NOTE, wordWrap=True, textFormat=Qt.TextFormat.PlainText)
         self.progress_bar = QProgressBar(textVisible=False, maximum=1000)
         self.detail_label = QLabel(wordWrap=True, textFormat=Qt.TextFormat.PlainText)
-        self.error_label = QLabel(wordWrap=True, visible=False, styleSheet="color: #c0392b;", textFormat=Qt.TextFormat.PlainText)
+        self.error_label = QLabel(wordWrap=True, visible=False, styleSheet="color: #c0392b;",
+                                  textFormat=Qt.TextFormat.PlainText)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.details_button = QPushButton("Show details", checkable=True, visible=False)
         self.details_text = QPlainTextEdit(readOnly=True, visible=False)

@@ -16,11 +16,9 @@ from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QScrollArea,
     QTabWidget,
     QToolBar,
@@ -28,27 +26,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
-from . import window_files, window_navigation
+from . import preferences_dialog, window_dialogs, window_files, window_images, window_navigation
 from .actions import Actions
 from .analysis_requests import AnalysisRequests
 from .analysis_summary import FVU_TIP, analysis_summary
-from .dialogs import AboutDialog, ShortcutsDialog, show_error
+from .dialogs import show_error
 from .document import Document
+from .review.wiring import install_review
 from .screen_fit import available_geometry, default_size, fit_to_screen
 from .settings import AppSettings
 from .widgets.classification_panel import ClassificationPanel
 from .widgets.concept_inspector import ConceptInspector
 from .widgets.concept_tree import ConceptTreePanel
-from .widgets.filmstrip import Filmstrip, images_in_folder
+from .widgets.filmstrip import Filmstrip
 from .widgets.image_view import ImageCanvas
 from .widgets.job_status import JobStatus
 from .widgets.overlay_bar import OverlayBar
 from .widgets.region_panel import RegionPanel
 from .widgets.segmentation_panel import SegmentationPanel
+from .window_images import ImageLoader
 from .worker import Failure, WorkerClient
 
-IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 #: bump when the docks change, so a saved layout of other docks is not restored
 LAYOUT_VERSION = 2
 
@@ -65,10 +63,12 @@ class MainWindow(QMainWindow):
         self.index = -1
         self.folder: Path | None = None
         self.model_path: Path | None = None
-        self.requests = AnalysisRequests(self.document, self.worker, self)
+        self.requests = AnalysisRequests(self.document, self.worker, self, settings=self.settings)
+        self.loader = ImageLoader(self)   # decodes images off the GUI thread (window_images)
         self._pending_session = None          # selections to apply once its analysis arrives
         self._build()
         self._connect()
+        self.review = install_review(self)  # curation, review dock, undo, hiding rejected (gui.review)
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout
@@ -98,7 +98,11 @@ class MainWindow(QMainWindow):
         self.task_scroll.setWidget(self.task_tabs)
         self.docks = {
             "concepts": self._dock("Concepts", self.tree, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "concept": self._dock("Concept", self.inspector, Qt.DockWidgetArea.LeftDockWidgetArea),
+            # On a short screen (a laptop at 200 %) the inspector sits on the right: under the tree the
+            # left column alone was taller than the screen.
+            "concept": self._dock("Concept", self.inspector, Qt.DockWidgetArea.LeftDockWidgetArea
+                                  if available_geometry(self).height() >= 480
+                                  else Qt.DockWidgetArea.RightDockWidgetArea),
             "tasks": self._dock("Explanations", self.task_scroll, Qt.DockWidgetArea.RightDockWidgetArea),
             "images": self._dock("Images", self.filmstrip, Qt.DockWidgetArea.BottomDockWidgetArea),
         }
@@ -118,7 +122,7 @@ class MainWindow(QMainWindow):
                        a.show_residual, None, a.segment):
             tools.addSeparator() if action is None else tools.addAction(action)
         self.addToolBar(tools)
-        if available_geometry(self).height() >= 600:  # on a short screen the two bars share one row
+        if available_geometry(self).height() >= 450:  # on a short screen (200 %) the two bars share one row
             self.addToolBarBreak()
         overlay = QToolBar("Overlay")
         overlay.setObjectName("toolbar-overlay")
@@ -166,16 +170,17 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         a, doc = self.actions, self.document
-        a.open_image.triggered.connect(self.ask_open_images)
-        a.open_folder.triggered.connect(self.ask_open_folder)
+        a.open_image.triggered.connect(partial(window_dialogs.ask_open_images, self))
+        a.open_folder.triggered.connect(partial(window_dialogs.ask_open_folder, self))
         a.open_model.triggered.connect(partial(window_files.ask_open_model, self))
-        a.build_model.triggered.connect(self.show_build_dialog)
-        a.manage_models.triggered.connect(self.show_model_manager)
+        a.build_model.triggered.connect(partial(window_dialogs.show_build_dialog, self))
+        a.manage_models.triggered.connect(partial(window_dialogs.show_model_manager, self))
         a.open_session.triggered.connect(partial(window_files.ask_open_session, self))
         a.save_session.triggered.connect(partial(window_files.ask_save_session, self))
         a.export_view.triggered.connect(partial(window_files.ask_export_view, self))
         a.export_mask.triggered.connect(partial(window_files.ask_export_mask, self))
         a.export_contributions.triggered.connect(partial(window_files.ask_export_contributions, self))
+        a.preferences.triggered.connect(partial(preferences_dialog.show_preferences, self))
         a.quit.triggered.connect(self.close)
         a.fit.triggered.connect(self.canvas.fit)
         a.actual_size.triggered.connect(self.canvas.actual_size)
@@ -183,21 +188,23 @@ class MainWindow(QMainWindow):
         a.zoom_out.triggered.connect(self.canvas.zoom_out)
         for name in ("show_heatmap", "show_segmentation", "show_residual", "show_opaque"):
             getattr(a, name).toggled.connect(self._on_layer_toggled)
-        a.more_opaque.triggered.connect(self.more_opaque)
-        a.less_opaque.triggered.connect(self.less_opaque)
+        a.more_opaque.triggered.connect(partial(self._change_opacity, +0.1))
+        a.less_opaque.triggered.connect(partial(self._change_opacity, -0.1))
         a.find_concept.triggered.connect(self._find_concept)
         a.rectangle_mode.toggled.connect(self.canvas.set_rectangle_mode)
-        self.notes.clicked.connect(self.show_notes)
+        self.notes.clicked.connect(partial(window_dialogs.show_notes, self))
         a.next_image.triggered.connect(self.next_image)
         a.previous_image.triggered.connect(self.previous_image)
         a.next_concept.triggered.connect(self.next_concept)
         a.previous_concept.triggered.connect(self.previous_concept)
         a.segment.triggered.connect(self.request_analysis)
         a.cancel.triggered.connect(self.cancel)
-        a.shortcuts.triggered.connect(self.show_shortcuts)
-        a.about.triggered.connect(self.show_about)
+        a.shortcuts.triggered.connect(partial(window_dialogs.show_shortcuts, self))
+        a.about.triggered.connect(partial(window_dialogs.show_about, self))
         self.segmentation.segmentRequested.connect(self.request_analysis)
         self.filmstrip.imageActivated.connect(partial(window_navigation.on_filmstrip_activated, self))
+        self.loader.loaded.connect(partial(window_navigation.finish_load, self))
+        self.loader.failed.connect(partial(show_error, self))
         self.canvas.hovered.connect(self.hover.setText)
         self.status.cancelRequested.connect(self.cancel)
         self.status.deviceChosen.connect(self.set_device)
@@ -228,6 +235,9 @@ class MainWindow(QMainWindow):
         window_files.start(self, images, model, session)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        # Quitting stops the work at once (it winds down while the state is saved), then waits for
+        # the worker at most worker.QUIT_WAIT_MS; app.py then ends the process, busy worker or not.
+        self.worker.cancel()
         s = self.settings
         s.set_window_geometry(self.saveGeometry())
         s.set_window_state(self.saveState(LAYOUT_VERSION))
@@ -237,6 +247,9 @@ class MainWindow(QMainWindow):
         s.sync()
         window_files.save_last_session(self)
         self.worker.shutdown()
+        cache = getattr(self.requests, "disk_cache", None)
+        if cache is not None:  # the last analysis on disk (bounded wait), so the next start shows it at once
+            cache.wait_for_writes(0.3)
         self.filmstrip.shutdown()
         super().closeEvent(event)
 
@@ -263,50 +276,18 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ images
     def open_images(self, paths: Sequence[str | Path], index: int = 0, folder: Path | None = None) -> None:
-        if folder is None and len(paths) == 1 and window_navigation.show_in_current_folder(self, Path(paths[0])):
-            return  # one image of the folder being browsed: keep the folder listed
-        self.images = [Path(p) for p in paths]
-        self.folder = folder
-        self.filmstrip.set_images(self.images, max(0, index))
-        self.docks["images"].setVisible(len(self.images) > 1)
-        self.index = -1
-        if self.images:
-            window_navigation.open_first_readable(self, min(max(0, index), len(self.images) - 1))
-        window_navigation.update_title_and_position(self)
+        window_images.open_images(self, paths, index, folder)
 
     def open_folder(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        paths = images_in_folder(folder)
-        if not paths:
-            show_error(self, "No images in this folder", f"'{folder}' holds no image files Insight can read.")
-            return
-        self.settings.set_last_folder(folder)
-        self.open_images(paths, 0, folder)
-
-    def try_show_image(self, index: int) -> ImageLoadError | None:
-        """Show image ``index`` of the list; a file that cannot be read changes nothing and is
-        returned as the error (window_navigation skips it and says so)."""
-        path = self.images[index]
-        try:
-            rgb = load_image(path)
-        except ImageLoadError as exc:
-            return exc
-        self.index = index
-        self.filmstrip.set_current(index)
-        self.settings.add_recent_file(self.folder or path)  # a folder is one entry, not one per image
-        self.document.set_image(path, rgb)  # the canvas fits it (or shows a reopened session's view)
-        self.request_analysis()
-        window_navigation.update_title_and_position(self)
-        return None
+        window_images.open_folder(self, folder)
 
     @Slot()
     def next_image(self) -> None:
-        window_navigation.show_readable(self, self.index + 1, +1)
+        window_images.step(self, +1)
 
     @Slot()
     def previous_image(self) -> None:
-        if self.index > 0:
-            window_navigation.show_readable(self, self.index - 1, -1)
+        window_images.step(self, -1)
 
     # ------------------------------------------------------------------ analysis
     @Slot()
@@ -357,15 +338,9 @@ class MainWindow(QMainWindow):
     def previous_concept(self) -> None:
         self._step_concept(-1)
 
-    @Slot()
-    def more_opaque(self) -> None:
-        o = self.document.overlay
-        self.document.set_overlay(heatmap_opacity=round(min(1.0, o.heatmap_opacity + 0.1), 3))
-
-    @Slot()
-    def less_opaque(self) -> None:
-        o = self.document.overlay
-        self.document.set_overlay(heatmap_opacity=round(max(0.0, o.heatmap_opacity - 0.1), 3))
+    def _change_opacity(self, step: float) -> None:
+        opacity = self.document.overlay.heatmap_opacity + step
+        self.document.set_overlay(heatmap_opacity=round(min(1.0, max(0.0, opacity)), 3))
 
     @Slot(bool)
     def _on_layer_toggled(self, _checked: bool) -> None:
@@ -390,19 +365,6 @@ class MainWindow(QMainWindow):
         self.tree.focus_search()
 
     # ------------------------------------------------------------------ dialogs and files
-    @Slot()
-    def show_shortcuts(self) -> None:
-        ShortcutsDialog([*self.actions.all, self.inspector.rename_action], self).open()  # F2 lives on the inspector
-
-    @Slot()
-    def show_model_manager(self) -> None:
-        from .model_manager import ModelManagerDialog
-
-        dialog = ModelManagerDialog(parent=self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.modelChosen.connect(self.load_model)
-        dialog.open()
-
     def show_first_run(self) -> None:
         """Once per user: the three ways to start (the demo model is already loading behind it)."""
         from .first_run import FirstRunDialog
@@ -417,43 +379,6 @@ class MainWindow(QMainWindow):
     def _on_first_run_choice(self, path: str) -> None:
         if self.model_path is None or Path(path) != self.model_path:
             self.load_model(path)
-
-    @Slot()
-    def show_build_dialog(self) -> None:
-        from .build_dialog import BuildModelDialog
-
-        dialog = BuildModelDialog(self, folder=self.folder)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.modelBuilt.connect(self.load_model)
-        dialog.open()
-
-    @Slot()
-    def show_notes(self) -> None:
-        a = self.document.analysis
-        if a is not None and a.notices:
-            box = QMessageBox(QMessageBox.Icon.Information, "Notes on this analysis", "\n\n".join(a.notices),
-                              QMessageBox.StandardButton.Ok, self)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.open()
-
-    @Slot()
-    def show_about(self) -> None:
-        AboutDialog(self.document.catalog, self).open()
-
-    @Slot()
-    def ask_open_images(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", str(self.settings.last_folder() or ""),
-                                                IMAGE_FILTER)
-        if paths:
-            self.settings.set_last_folder(Path(paths[0]).parent)
-            self.open_images(paths)
-
-    @Slot()
-    def ask_open_folder(self) -> None:
-        start = str(self.settings.last_folder() or "")
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", start)
-        if folder:
-            self.open_folder(folder)
 
     def _fill_recent_menu(self) -> None:
         window_files.fill_recent_menu(self, self.recent_menu)

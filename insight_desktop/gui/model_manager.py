@@ -217,7 +217,8 @@ class ModelManagerDialog(QDialog):
         item = self._items.get(self._selected(self.installed))
         if item is None or not item.removable:
             return
-        if ask_yes_no(self, "Remove model", f"Remove '{item.title}' ({format_size(item.size_bytes)}) from {item.path}?"):
+        question = f"Remove '{item.title}' ({format_size(item.size_bytes)}) from {item.path}?"
+        if ask_yes_no(self, "Remove model", question):
             self._run(f"remove '{item.title}'", lambda progress, stop: self.store.remove(item.id))
 
     @Slot()

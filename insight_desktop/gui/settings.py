@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from ..core.analysis_cache import DEFAULT_LIMIT_BYTES
 from ..core.devices import DEVICE_CHOICES
 from .document import DEFAULT_CLASSES, OverlaySettings
 
@@ -32,6 +33,7 @@ _OVERLAY = "view/overlay"
 _CLASSES = "analysis/classes"
 _BACKGROUND = "analysis/background"
 _FIRST_RUN = "app/first_run_done"
+_ANALYSIS_CACHE = "analysis/disk_cache_bytes"
 
 
 class AppSettings:
@@ -135,6 +137,17 @@ class AppSettings:
 
     def set_background(self, background: bool) -> None:
         self.qsettings.setValue(_BACKGROUND, bool(background))
+
+    def analysis_cache_limit(self) -> int:
+        """Bytes the disk cache of computed analyses may hold (0: the disk cache is off)."""
+        value = self.qsettings.value(_ANALYSIS_CACHE)
+        try:
+            return max(0, int(float(value))) if value is not None else DEFAULT_LIMIT_BYTES
+        except (TypeError, ValueError):  # hand-edited
+            return DEFAULT_LIMIT_BYTES
+
+    def set_analysis_cache_limit(self, limit_bytes: int) -> None:
+        self.qsettings.setValue(_ANALYSIS_CACHE, max(0, int(limit_bytes)))
 
     # ------------------------------------------------------------------ typed helpers
     def _str(self, key: str, default: str) -> str:

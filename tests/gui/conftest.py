@@ -14,6 +14,38 @@ from insight_desktop.core.paths import resource_path
 CLASSES = ("cat", "coffee cup", "sky")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def garbage_collected_on_the_gui_thread(qapp):
+    """As in the app (gui.app.collect_garbage_on_gui_thread): with automatic collection on, a
+    worker thread could collect a closed window's Qt objects and deadlock with the GUI thread."""
+    import gc
+
+    from insight_desktop.gui.app import collect_garbage_on_gui_thread
+
+    collect_garbage_on_gui_thread(qapp)
+    yield
+    qapp._insight_gc.timer.stop()
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def own_analysis_cache(tmp_path, monkeypatch):
+    """Each test's windows keep their computed analyses in a folder of its own, so that what one
+    test computed is not another's instant disk-cache hit (core.analysis_cache)."""
+    from insight_desktop.core import analysis_cache
+
+    monkeypatch.setattr(analysis_cache, "default_folder", lambda: tmp_path / "analyses")
+    return tmp_path / "analyses"
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    """Each test's windows keep their curation files (and models) in a data folder of its own, so a
+    rename one test makes is not restored in the next (gui.review keeps renames per model)."""
+    monkeypatch.setenv("INSIGHT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_model_files, tmp_path_factory):
     """A concept bundle (64 concepts, 2 levels, names c0…c63, 1 is a parent of 0) on the tiny

@@ -24,6 +24,11 @@ def open_chelsea(qtbot, window, tiny_bundle):
     return wait_for_analysis(qtbot, window)
 
 
+def settle(qtbot, window) -> None:
+    """Images are decoded off the GUI thread: wait until the one asked for is shown (or refused)."""
+    qtbot.waitUntil(lambda: not window.loader.is_loading(), timeout=30_000)
+
+
 def message_boxes(window):
     return [b for b in window.findChildren(QMessageBox) if b.isVisible()]
 
@@ -72,9 +77,11 @@ def test_keyboard_steps_through_concepts_and_images(qtbot, window, tiny_bundle):
     qtbot.keyClick(window, Qt.Key.Key_Period)
     assert window.document.concept == a.concepts[1].concept != first
     qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    settle(qtbot, window)
     assert window.document.image_path == COFFEE and window.document.analysis is None
     wait_for_analysis(qtbot, window)
     qtbot.keyClick(window, Qt.Key.Key_PageUp)  # back: served from the cache, no worker round trip
+    settle(qtbot, window)
     assert window.document.image_path == CHELSEA and window.document.analysis is a
     assert not window.worker.is_busy
 
@@ -86,20 +93,25 @@ def test_stepping_on_and_straight_back_shows_the_first_images_own_analysis(qtbot
     a = wait_for_analysis(qtbot, window)
     chelsea_size = window.document.image.shape[:2]
     qtbot.keyClick(window, Qt.Key.Key_PageDown)  # coffee goes to the worker…
+    settle(qtbot, window)
     assert window.document.image_path == COFFEE and window.worker.is_busy
     qtbot.keyClick(window, Qt.Key.Key_PageUp)    # …and straight back, before its result can arrive
+    settle(qtbot, window)
     qtbot.waitUntil(lambda: not window.worker.is_busy, timeout=60_000)
     doc = window.document
     assert doc.image_path == CHELSEA and doc.analysis is a and a.image_size == chelsea_size
     assert not window.status.bar.isVisible() and window.segmentation.segment_button.text() == "Segment"
 
-    qtbot.keyClick(window, Qt.Key.Key_PageDown)  # coffee was stopped, so it is computed now
-    assert doc.image_path == COFFEE and doc.analysis is None
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)  # coffee was stopped (or had just finished): computed or cached
+    settle(qtbot, window)
+    assert doc.image_path == COFFEE and (doc.analysis is None or doc.analysis.image_size == doc.image.shape[:2])
     coffee = wait_for_analysis(qtbot, window)
     assert coffee.image_size == doc.image.shape[:2] != chelsea_size
     qtbot.keyClick(window, Qt.Key.Key_PageUp)    # and chelsea's cache entry is still chelsea's
+    settle(qtbot, window)
     assert doc.image_path == CHELSEA and doc.analysis is a and not window.worker.is_busy
     qtbot.keyClick(window, Qt.Key.Key_PageDown)  # and coffee's is coffee's
+    settle(qtbot, window)
     assert doc.analysis is coffee and not window.worker.is_busy
 
 
@@ -108,11 +120,13 @@ def test_a_corrupt_image_shows_an_error_and_the_app_keeps_working(qtbot, window,
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     window.open_images([bad])
+    settle(qtbot, window)
     boxes = message_boxes(window)
     assert boxes and "broken.jpg" in boxes[0].text() + boxes[0].informativeText()
     boxes[0].close()
     assert window.document.analysis is a  # the previous image is still shown
     window.open_images([COFFEE])
+    settle(qtbot, window)
     assert wait_for_analysis(qtbot, window).image_size == window.document.image.shape[:2]
 
 
@@ -327,6 +341,7 @@ def test_dropping_a_folder_opens_its_images_and_dropping_a_model_loads_it(qtbot,
     with qtbot.waitSignal(window.worker.modelReady, timeout=60_000):
         drop(tiny_bundle)
     drop(folder)
+    settle(qtbot, window)
     assert [p.name for p in window.images] == ["a.png", "b.png"] and window.document.image_path.name == "a.png"
     assert window.docks["images"].isVisible() and window.filmstrip.count() == 2
     assert wait_for_analysis(qtbot, window).image_size == window.document.image.shape[:2]
@@ -341,6 +356,7 @@ def test_what_was_open_comes_back_on_the_next_start(qtbot, tmp_path, tiny_bundle
     first.start([CHELSEA, COFFEE], tiny_bundle)
     wait_for_analysis(qtbot, first)
     first.next_image()
+    settle(qtbot, first)
     a = wait_for_analysis(qtbot, first)
     chosen = a.concepts[1].concept
     first.document.select_concept(chosen)
@@ -373,5 +389,6 @@ def test_a_last_session_whose_images_are_gone_falls_back_to_the_samples(qtbot, t
     again = MainWindow(AppSettings(QSettings(ini, QSettings.Format.IniFormat)))
     qtbot.addWidget(again)
     again.start()
+    settle(qtbot, again)
     assert again.document.image_path == CHELSEA and not [b for b in again.findChildren(QMessageBox) if b.isVisible()]
     again.close()

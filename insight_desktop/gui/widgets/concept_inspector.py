@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QScrollArea,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .name_completer import attach_name_completer
 from .qt_concept_tree_model import CONCEPT_ROLE, format_frequency
 
 EMPTY_TEXT = "Select a concept in the tree, the image or a list to inspect it"
@@ -50,9 +52,10 @@ CANDIDATE_TIPS = ("A word or phrase the concept may stand for",
 class ThumbnailStrip(QLabel):
     """A picture scaled to the label's width (never wider than itself, at most MAX_STRIP_HEIGHT tall)."""
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, max_height: int = MAX_STRIP_HEIGHT):
         super().__init__(parent)
         self._pixmap = QPixmap()
+        self.max_height = int(max_height)   # the review panel shows the strip larger
         self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         # Ignored: the layout sets the width, the picture follows (else the pixmap would set it).
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -79,7 +82,7 @@ class ThumbnailStrip(QLabel):
 
     def _fit(self) -> None:
         pm = self._pixmap
-        width = max(1, min(self.width(), pm.width() * MAX_STRIP_HEIGHT // max(pm.height(), 1)))
+        width = max(1, min(self.width(), pm.width() * self.max_height // max(pm.height(), 1)))
         scaled = pm.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
         self.setFixedHeight(scaled.height())
         self.setPixmap(scaled)
@@ -261,6 +264,9 @@ class ConceptInspector(QWidget):
         dialog.setTextValue(doc.concept_name(j))
         for label in dialog.findChildren(QLabel):  # the prompt quotes the model's name: plain text
             label.setTextFormat(Qt.TextFormat.PlainText)
+        edit = dialog.findChild(QLineEdit)
+        if edit is not None:  # type-ahead: the candidates, then the vocabulary
+            attach_name_completer(edit, doc.catalog, j)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.textValueSelected.connect(partial(self._rename, doc.catalog, j))  # the concept asked about
         dialog.open()

@@ -42,6 +42,7 @@ class ConceptFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._search = ""
         self._only_active = False
+        self._hidden: frozenset[int] = frozenset()   # concepts never shown (rejected, when hidden)
         self.setRecursiveFilteringEnabled(True)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setFilterKeyColumn(Column.NAME)
@@ -69,6 +70,19 @@ class ConceptFilterProxy(QSortFilterProxyModel):
             self._only_active = bool(only)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
+    @property
+    def hidden(self) -> frozenset[int]:
+        return self._hidden
+
+    def set_hidden(self, concepts: frozenset[int]) -> None:
+        """Hide ``concepts`` (rejected ones); a hidden concept with shown descendants stays as
+        their context (recursive filtering), struck through by the model."""
+        concepts = frozenset(int(j) for j in concepts)
+        if concepts != self._hidden:
+            self.beginFilterChange()
+            self._hidden = concepts
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
     def is_filtering(self) -> bool:
         return bool(self._search) or self._only_active
 
@@ -76,11 +90,16 @@ class ConceptFilterProxy(QSortFilterProxyModel):
         """bool [m]: the concepts that pass the filter themselves (not just as ancestors)."""
         src: QtConceptTreeModel = self.sourceModel()
         mask = src.name_mask(self._search) if self._search else np.ones(src.n_concepts, dtype=bool)
+        if self._hidden:
+            mask = mask.copy()
+            mask[[j for j in self._hidden if j < mask.size]] = False
         return mask & src.active_mask() if self._only_active else mask
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
         src: QtConceptTreeModel = self.sourceModel()
         concept = src.concept_at(source_row, source_parent)
+        if concept in self._hidden:
+            return False
         if self._only_active and src.activation(concept) <= 0:
             return False
         return not self._search or bool(src.name_mask(self._search)[concept])
@@ -169,6 +188,16 @@ class ConceptTreePanel(QWidget):
         """For the window's Ctrl+F: put the cursor in the search field, text selected."""
         self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search.selectAll()
+
+    def set_hidden(self, concepts: frozenset[int]) -> None:
+        """Hide ``concepts`` from the tree (the rejected ones, while they are hidden); one with
+        shown descendants stays as their context."""
+        concepts = frozenset(concepts)
+        if concepts == self.proxy.hidden:
+            return
+        self._syncing = True
+        self.proxy.set_hidden(concepts)
+        self._follow_document(self._document.concept)
 
     def index_of(self, concept: int) -> QModelIndex:
         """The view (proxy) index of ``concept``'s row; invalid when filtered out."""

@@ -3,9 +3,12 @@
 Custom-painted rather than a pyqtgraph plot: a handful of labelled bars needs exact hit-testing
 for clicks and readable text labels, which a QPainter gives with less machinery. The chart shows
 the ``top`` contributions by size (largest first), then the remaining concepts summed into one
-light-grey bar and the bias as a grey bar, so the bars always add up to the whole logit. Bars
-hold concept ids; their labels are looked up by ``name_of`` each time they are drawn, so
-:meth:`ContributionChart.refresh_names` is all a rename needs.
+light-grey bar and the bias as a grey bar, so the bars always add up to the whole logit. While
+rejected concepts are hidden (:meth:`ContributionChart.set_hidden`), their contributions are
+summed into one "rejected concepts" bar (:func:`~insight_desktop.core.curation.fold_rejected`),
+so the bars still add up exactly. Bars hold concept ids; their labels are looked up by
+``name_of`` each time they are drawn, so :meth:`ContributionChart.refresh_names` is all a rename
+needs.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
+from ...core.curation.fold import REJECTED_LABEL, fold_rejected
 from .plain_text import escaped_tooltip
 
 POSITIVE = QColor(43, 131, 186)   # blue: speaks for the class
 NEGATIVE = QColor(215, 25, 28)    # red: speaks against (blue/red stays apart for colour-blind readers)
 BIAS = QColor(150, 150, 150)
 REST = QColor(205, 205, 205)
+REJECTED = QColor(185, 160, 160)  # the rejected concepts' sum: muted, neither for nor against
 HIGHLIGHT = QColor(255, 170, 0)
 
 _ROW = 20        # px per bar row
@@ -62,13 +67,25 @@ class ContributionChart(QWidget):
         self._bars: list[tuple[int, float]] = []         # (concept, value) shown as concept bars
         self._rest: tuple[int, float] | None = None      # (how many concepts, their sum) not shown
         self._bias: float | None = None
+        self._rejected: tuple[int, float] | None = None  # (how many rejected concepts, their sum), folded
+        self._hidden: frozenset[int] = frozenset()
+        self._given: tuple[list, float | None, str] | None = None   # what set_contributions was given
         self._highlight = -1
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
 
     # ------------------------------------------------------------------ data
     def set_contributions(self, contributions: Sequence, bias: float | None = None, title: str = "") -> None:
-        """Show the ``top`` largest of ``contributions`` (by size), the rest summed, and ``bias``."""
+        """Show the ``top`` largest of ``contributions`` (by size), the rest summed, and ``bias``
+        (the hidden concepts' summed first, into one "rejected concepts" bar)."""
+        contributions = list(contributions)
+        self._given = (contributions, bias, title)
+        self._rejected = None
+        if self._hidden:
+            folded = fold_rejected(contributions, self._hidden)
+            contributions = list(folded.kept)
+            if folded.n_rejected:
+                self._rejected = (folded.n_rejected, folded.rejected_value)
         ranked = sorted(contributions, key=lambda c: (-abs(c.value), c.concept))
         shown = sorted(ranked[:self.top], key=lambda c: (-c.value, c.concept))
         rest = ranked[self.top:]
@@ -81,7 +98,21 @@ class ContributionChart(QWidget):
 
     def clear(self, message: str = "Nothing to explain yet") -> None:
         self._bars, self._rest, self._bias, self._title, self._message = [], None, None, "", message
+        self._rejected, self._given = None, None
         self._changed()
+
+    def set_hidden(self, concepts) -> None:
+        """Sum the contributions of ``concepts`` (the rejected ones) into one bar from now on
+        (an empty set: show them as any other concept again)."""
+        concepts = frozenset(int(j) for j in concepts)
+        if concepts != self._hidden:
+            self._hidden = concepts
+            if self._given is not None:
+                self.set_contributions(*self._given)
+
+    def rejected(self) -> tuple[int, float] | None:
+        """(number of rejected concepts, summed value) of the "rejected concepts" bar, or None."""
+        return self._rejected
 
     def refresh_names(self) -> None:
         """Draw the labels again (a concept was renamed; the bars stay)."""
@@ -117,7 +148,8 @@ class ContributionChart(QWidget):
 
     def total(self) -> float:
         """Sum of every bar (concepts, the rest and the bias): the whole logit."""
-        return sum(v for _, v in self._bars) + (self._rest[1] if self._rest else 0.0) + (self._bias or 0.0)
+        return (sum(v for _, v in self._bars) + (self._rest[1] if self._rest else 0.0)
+                + (self._rejected[1] if self._rejected else 0.0) + (self._bias or 0.0))
 
     # ------------------------------------------------------------------ geometry
     def _rows(self) -> list[tuple[str, float, QColor, int]]:
@@ -125,6 +157,10 @@ class ContributionChart(QWidget):
         rows = [(self._name_of(c), v, POSITIVE if v >= 0 else NEGATIVE, c) for c, v in self._bars]
         if self._rest:
             rows.append((f"{self._rest[0]} other concept{'s' * (self._rest[0] != 1)}", self._rest[1], REST, -1))
+        if self._rejected:
+            n = self._rejected[0]
+            label = f"{n} {REJECTED_LABEL}" if n != 1 else f"1 {REJECTED_LABEL.removesuffix('s')}"
+            rows.append((label, self._rejected[1], REJECTED, -1))
         if self._bias is not None:
             rows.append(("bias", self._bias, BIAS, -1))
         return rows
@@ -214,7 +250,8 @@ class ContributionChart(QWidget):
         fm, width = QFontMetrics(self.font()), self._label_width() - _PAD
         labels = []
         for label, _, _, concept in self._rows():
-            if concept < 0 and self._rest and label != "bias" and fm.horizontalAdvance(label) > width:
+            if (concept < 0 and self._rest and label.endswith(("other concept", "other concepts"))
+                    and fm.horizontalAdvance(label) > width):
                 label = f"{self._rest[0]} others"  # "213 other concepts" in short, rather than "213 other…"
             labels.append(elide_words(fm, label, width))
         return labels

@@ -9,9 +9,11 @@ lookups instead of Python lists of child nodes. The internal id of an index is i
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Mapping
 
 import numpy as np
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, Qt, Signal
+from PySide6.QtGui import QColor, QFont
 
 from .plain_text import escaped_tooltip
 
@@ -19,6 +21,9 @@ from .plain_text import escaped_tooltip
 CONCEPT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: item-data role: a sortable value (numbers for the numeric columns, the lower-case name otherwise)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+#: a reviewed concept's name in the tree, by its status (rejected ones are also struck through)
+STATUS_COLOURS = {"accepted": "#2b8a3e", "renamed": "#1864ab", "rejected": "#868e96", "flagged": "#e67700"}
 
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
@@ -79,6 +84,7 @@ class QtConceptTreeModel(QAbstractItemModel):
         self._level = np.asarray(catalog.relations.level) if catalog is not None else np.zeros(0, np.int64)
         self._frequency = np.asarray(catalog.relations.frequency) if catalog is not None else np.zeros(0)
         self._activation = self._activations()
+        self._marks: dict[int, str] = {}   # concept → its review status, where reviewed
 
     def _activations(self) -> np.ndarray:
         out = np.zeros(len(self._names), dtype=np.float64)
@@ -194,6 +200,14 @@ class QtConceptTreeModel(QAbstractItemModel):
             return float(self._frequency[concept])
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(concept)
+        if column == Column.NAME and concept in self._marks:
+            status = self._marks[concept]
+            if role == Qt.ItemDataRole.FontRole and status == "rejected":
+                font = QFont()
+                font.setStrikeOut(True)
+                return font
+            if role == Qt.ItemDataRole.ForegroundRole and status in STATUS_COLOURS:
+                return QColor(STATUS_COLOURS[status])
         if role == Qt.ItemDataRole.TextAlignmentRole and column != Column.NAME:
             return _RIGHT
         return None
@@ -205,6 +219,17 @@ class QtConceptTreeModel(QAbstractItemModel):
         if candidates:
             lines.append("Candidates: " + ", ".join(f"{c.term} ({c.score:.2f})" for c in candidates[:5]))
         return escaped_tooltip("\n".join(lines))
+
+    def set_marks(self, statuses: Mapping[int, str]) -> None:
+        """Show each concept's review status in its name: accepted green, renamed blue, flagged
+        orange, rejected grey and struck through (``statuses``: the reviewed concepts only)."""
+        new = {int(j): str(s) for j, s in statuses.items()}
+        changed = {j for j in new.keys() | self._marks.keys() if new.get(j) != self._marks.get(j)}
+        self._marks = new
+        for j in changed:
+            if 0 <= j < self.n_concepts:
+                index = self.index_of(j, Column.NAME)
+                self.dataChanged.emit(index, index, [Qt.ItemDataRole.FontRole, Qt.ItemDataRole.ForegroundRole])
 
     # ------------------------------------------------------------------ document
     def _on_model_changed(self) -> None:
