@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..core.errors import user_message
-from . import analyze, build, curation, models, stages
+from . import analyze, build, curation, evaluate, models, stages
 from .common import CLIError, add_device_arg, is_user_facing
 
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_parsers(sub)
     stages.add_parsers(sub)
     analyze.add_parsers(sub)
+    evaluate.add_parsers(sub)
     models.add_parsers(sub)
     curation.add_parsers(sub)
 

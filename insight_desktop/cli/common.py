@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
 from typing import Iterator
@@ -135,3 +136,40 @@ def is_user_facing(exc: BaseException) -> bool:
     kinds = (BackboneError, BundleError, DeviceError, FeatureStoreError, ImageLoadError, NamingError, RelationsError,
              SAEError, OSError, ValueError)
     return isinstance(exc, kinds)
+
+
+# -- what the subcommands that use a concept model share ----------------------------------------
+def open_analyzer(args):
+    """The Analyzer of ``--model`` on ``--device``; its notices go to stderr."""
+    from ..core.engine import Analyzer
+
+    analyzer = Analyzer(args.model, device=args.device)
+    for notice in analyzer.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    return analyzer
+
+
+def finite(v):
+    """``v``, or None for a NaN or infinite float (JSON has neither)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def atomic_text(path, text: str) -> None:
+    from ..core.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def add_model_args(p) -> None:
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="concept model (bundle folder or .zip)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    add_device_arg(p)
+
+
+def add_window_args(p, default_mode: str) -> None:
+    p.add_argument("--window", type=int, default=448, help="sliding-window size in pixels (default 448)")
+    p.add_argument("--stride", type=int, default=224, help="sliding-window stride in pixels (default 224)")
+    p.add_argument("--window-mode", choices=("fast", "reference"), default=default_mode,
+                   help="how overlapping windows are combined for segmentation: 'reference' encodes each window "
+                        "separately and averages class probabilities (as the paper's code), 'fast' averages "
+                        f"features and encodes once (default {default_mode})")
