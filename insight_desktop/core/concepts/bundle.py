@@ -27,7 +27,7 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .. import safetensors_io
 from ..fileio import atomic_output
@@ -266,16 +266,23 @@ def write_bundle(out: str | os.PathLike, *, backbone: Mapping[str, Any], sae, re
         thumbnails={"count": len(thumbnails or {}), **dict(thumbnail_info or {})},
     )
     members[MANIFEST] = (json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return write_members(out, members.items(), as_zip)
+
+
+def write_members(out: Path, members: Iterable[tuple[str, bytes]], as_zip: bool) -> Path:
+    """Write a bundle's ``(name, bytes)`` members to ``out`` atomically: one ``.zip`` (pictures
+    and safetensors stored, the rest deflated), or a folder built beside it and swapped in (an
+    old folder there is moved aside first and deleted only afterwards)."""
     if as_zip:
         with atomic_output(out) as fh, zipfile.ZipFile(fh, "w") as zf:
-            for name, data in members.items():
+            for name, data in members:
                 compress = zipfile.ZIP_STORED if name.endswith((".jpg", ".safetensors")) else zipfile.ZIP_DEFLATED
                 zf.writestr(name, data, compress_type=compress)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for name, data in members.items():
+        for name, data in members:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             with open(tmp / name, "wb") as fh:
                 fh.write(data)

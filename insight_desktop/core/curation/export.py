@@ -11,15 +11,13 @@ their hashes are unchanged, so the copy has the same model identity and the same
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_output, atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from .curation import Curation
 from .records import UNREVIEWED, CurationError, now_utc
 
@@ -97,7 +95,7 @@ def write_curated_bundle(model_path: str | os.PathLike, curation: Curation, out:
     written to ``out`` (a ``.zip`` file or a folder) atomically."""
     from ..analysis_cache import model_identity
     from ..concepts import bundle_schema as schema
-    from ..concepts.bundle import NAMES_FILE, RELATIONS_FILE, SAE_FILE, THUMBNAILS_DIR, ConceptModel
+    from ..concepts.bundle import NAMES_FILE, RELATIONS_FILE, SAE_FILE, THUMBNAILS_DIR, ConceptModel, write_members
     from ..concepts.bundle_parts import MANIFEST, Parts
 
     source, out = Path(model_path), Path(out)
@@ -121,42 +119,9 @@ def write_curated_bundle(model_path: str | os.PathLike, curation: Curation, out:
         listed = parts.names if parts.is_zip else [  # a folder: the parts a bundle knows
             SAE_FILE, RELATIONS_FILE, *manifest["files"], *parts.members(THUMBNAILS_DIR)]
         members = [n for n in dict.fromkeys(listed) if n not in replaced and parts.exists(n)]
-        as_zip = out.suffix.lower() == ".zip"
-        if as_zip:
-            with atomic_output(out) as fh, zipfile.ZipFile(fh, "w") as zf:
-                for name in members:
-                    zf.writestr(name, parts.read(name, schema.MAX_PART_BYTES), compress_type=_compression(name))
-                for name, data in replaced.items():
-                    zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-            return out
-        _write_folder(out, {**{n: parts.read(n, schema.MAX_PART_BYTES) for n in members}, **replaced})
+        copied = ((n, parts.read(n, schema.MAX_PART_BYTES)) for n in members)  # one member in memory at a time
+        write_members(out, itertools.chain(copied, replaced.items()), out.suffix.lower() == ".zip")
     finally:
         parts.close()
     return out
 
-
-def _compression(name: str) -> int:
-    return zipfile.ZIP_STORED if name.endswith((".jpg", ".safetensors")) else zipfile.ZIP_DEFLATED
-
-
-def _write_folder(out: Path, members: dict[str, bytes]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for name, data in members.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
-        if out.exists():  # overwrite: the old copy moves aside first and goes only afterwards
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
