@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
@@ -250,6 +251,49 @@ def _read_cache(path: Path, backbone_id: str, vocab: Vocabulary) -> np.ndarray |
         return None
 
 
+#: Format tag of a partial (resumable) cache: the same identity as the final cache plus ``done``.
+PARTIAL_FORMAT = "insight-text-embeddings-partial/1"
+
+
+def partial_path(path: Path) -> Path:
+    """The partial file next to a final cache file (not ``*.safetensors``, so never taken for one)."""
+    return path.with_name(path.name + ".partial")
+
+
+def _read_partial(path: Path, backbone_id: str, vocab: Vocabulary) -> np.ndarray | None:
+    """The first ``k`` terms' float16 embeddings ``[k, 3, d]`` saved by an interrupted run, or
+    None when absent or unusable (a damaged or foreign partial is ignored: it is only a head start)."""
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+            expected = {**_cache_metadata(backbone_id, vocab), "format": PARTIAL_FORMAT}
+            if any(meta.get(k) != v for k, v in expected.items() if k != "vocabulary"):
+                raise ValueError("partial metadata does not match this backbone/vocabulary/templates")
+            emb = fh.get_tensor("embeddings")
+        done = int(meta.get("done", "-1"))
+        if (emb.dtype != np.float16 or emb.ndim != 3 or emb.shape[1] != len(FAMILIES) or emb.shape[0] != done
+                or not 0 < done < len(vocab) or not np.isfinite(emb).all()):
+            raise ValueError(f"partial array has shape {emb.shape}, dtype {emb.dtype}, done={done}")
+        return emb
+    except Exception as exc:  # noqa: BLE001 — any damage means "start from 0"
+        log.warning("ignoring damaged partial text-embedding cache %s: %s", path, exc)
+        return None
+
+
+def _write_partial(path: Path, emb16: np.ndarray, backbone_id: str, vocab: Vocabulary) -> None:
+    from safetensors.numpy import save
+
+    meta = {**_cache_metadata(backbone_id, vocab), "format": PARTIAL_FORMAT, "done": str(len(emb16))}
+    try:
+        atomic_write_bytes(path, save({"embeddings": np.ascontiguousarray(emb16)}, metadata=meta))
+    except OSError as exc:  # losing the head start costs time, not the result
+        log.warning("cannot write partial text-embedding cache %s: %s", path, exc)
+
+
 def _write_cache(path: Path, emb16: np.ndarray, backbone_id: str, vocab: Vocabulary) -> None:
     from safetensors.numpy import save
 
@@ -269,6 +313,7 @@ def embed_vocabulary(
     batch_size: int = 1200,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_seconds: float = 20.0,
 ) -> np.ndarray:
     """Embeddings ``[V, 3, d]`` float32 of every term × family (order :data:`FAMILIES`), unit norm.
 
@@ -282,6 +327,12 @@ def embed_vocabulary(
     The cache under ``cache_dir`` (default ``user_cache_dir()/text-embeddings``) stores float16;
     the result is always the float16 values renormalised, cache hit or not, so a first and a
     second run return identical arrays.
+
+    Resumable: while encoding, the terms done so far are saved (float16, atomically) to a partial
+    file next to the cache (:func:`partial_path`) at least every ``checkpoint_seconds`` and when
+    stopped or failing, keyed like the cache; the next call continues after them, and the
+    partial is removed once the final cache is written. As terms are encoded independently and
+    the cache is float16 anyway, a resumed run returns exactly what an uninterrupted one does.
     """
     encode = getattr(encoder, "encode_text", None) or encoder
     if not callable(encode):
@@ -300,37 +351,79 @@ def embed_vocabulary(
                 on_progress(len(vocab), len(vocab))
             return cached
 
-    emb = _encode_all(encode, vocab.terms, max(1, int(batch_size)), on_progress, should_stop)
+    partial = partial_path(path)
+    head = _read_partial(partial, backbone_id, vocab) if use_cache else None
+    if head is not None:
+        log.info("resuming text embedding of %r after %d of %d terms", vocab.name, len(head), len(vocab))
+
+    def checkpoint(emb: np.ndarray, done: int) -> None:
+        _write_partial(partial, emb[:done].astype(np.float16), backbone_id, vocab)
+
+    emb = _encode_all(encode, vocab.terms, max(1, int(batch_size)), on_progress, should_stop,
+                      head=head, checkpoint=checkpoint if use_cache else None,
+                      checkpoint_seconds=checkpoint_seconds)
     emb16 = emb.astype(np.float16)
     if use_cache:
         _write_cache(path, emb16, backbone_id, vocab)
+        partial.unlink(missing_ok=True)
     return _normalise_rows(emb16.astype(np.float32))
 
 
 def _encode_all(encode: Callable, terms: Sequence[str], batch_size: int,
-                on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> np.ndarray:
+                on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None, *,
+                head: np.ndarray | None = None, checkpoint: Callable[[np.ndarray, int], None] | None = None,
+                checkpoint_seconds: float = 20.0) -> np.ndarray:
+    """Embeddings ``[V, 3, d]`` float32; ``head`` holds the first terms' embeddings already done
+    (a resumed run starts after them); ``checkpoint(out, done)`` saves the first ``done`` rows, at
+    least every ``checkpoint_seconds`` and on the way out of a stop or a failure."""
     per_word = sum(len(TEMPLATE_FAMILIES[f]) for f in FAMILIES)
     words_per_batch = max(1, batch_size // per_word)
     # Segment boundaries of each family inside one word's block of texts.
     bounds = np.cumsum([0] + [len(TEMPLATE_FAMILIES[f]) for f in FAMILIES])
     out: np.ndarray | None = None
-    for start in range(0, len(terms), words_per_batch):
-        if should_stop is not None and should_stop():
-            raise NamingCancelled(f"text embedding stopped after {start} of {len(terms)} terms")
-        chunk = terms[start:start + words_per_batch]
-        texts = [text for term in chunk for f in FAMILIES for text in family_texts(term, f)]
-        x = _as_float32(encode(texts))
-        if x.ndim != 2 or x.shape[0] != len(texts):
-            raise NamingError(f"encoder returned shape {x.shape} for {len(texts)} texts; expected [N, d]")
-        if not np.isfinite(x).all():
-            raise NamingError("encoder returned non-finite values")
-        x = _normalise_rows(x).reshape(len(chunk), per_word, -1)
-        fam = np.stack([x[:, bounds[i]:bounds[i + 1]].mean(axis=1) for i in range(len(FAMILIES))], axis=1)
-        if out is None:
-            out = np.empty((len(terms), len(FAMILIES), x.shape[-1]), np.float32)
-        out[start:start + len(chunk)] = _normalise_rows(fam)
+    done = first = 0
+    if head is not None:
+        out = np.empty((len(terms), len(FAMILIES), head.shape[-1]), np.float32)
+        out[:len(head)] = head
+        done = first = len(head)
         if on_progress is not None:
-            on_progress(start + len(chunk), len(terms))
+            on_progress(done, len(terms))
+    saved, last_save = done, time.monotonic()
+    try:
+        for start in range(first, len(terms), words_per_batch):
+            if should_stop is not None and should_stop():
+                raise NamingCancelled(f"text embedding stopped after {start} of {len(terms)} terms")
+            chunk = terms[start:start + words_per_batch]
+            texts = [text for term in chunk for f in FAMILIES for text in family_texts(term, f)]
+            x = _as_float32(encode(texts))
+            if x.ndim != 2 or x.shape[0] != len(texts):
+                raise NamingError(f"encoder returned shape {x.shape} for {len(texts)} texts; expected [N, d]")
+            if not np.isfinite(x).all():
+                raise NamingError("encoder returned non-finite values")
+            if out is not None and out.shape[-1] != x.shape[-1]:
+                if start != first or head is None:
+                    raise NamingError(f"encoder changed its output size from {out.shape[-1]} to {x.shape[-1]}")
+                # a partial from another model under the same id: start again from 0
+                log.warning("partial text embeddings have size %d, the encoder %d: starting again",
+                            out.shape[-1], x.shape[-1])
+                return _encode_all(encode, terms, batch_size, on_progress, should_stop,
+                                   checkpoint=checkpoint, checkpoint_seconds=checkpoint_seconds)
+            x = _normalise_rows(x).reshape(len(chunk), per_word, -1)
+            fam = np.stack([x[:, bounds[i]:bounds[i + 1]].mean(axis=1) for i in range(len(FAMILIES))], axis=1)
+            if out is None:
+                out = np.empty((len(terms), len(FAMILIES), x.shape[-1]), np.float32)
+            out[start:start + len(chunk)] = _normalise_rows(fam)
+            done = start + len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(terms))
+            if (checkpoint is not None and done < len(terms)
+                    and time.monotonic() - last_save >= checkpoint_seconds):
+                checkpoint(out, done)
+                saved, last_save = done, time.monotonic()
+    except BaseException:
+        if checkpoint is not None and out is not None and saved < done < len(terms):
+            checkpoint(out, done)  # a stop or a failure keeps every term encoded so far
+        raise
     assert out is not None  # a Vocabulary is never empty
     return out
 
