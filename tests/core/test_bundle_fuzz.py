@@ -15,7 +15,6 @@ import collections
 import functools
 import hashlib
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -24,21 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from insight_desktop.core.concepts.bundle import BundleError, ConceptModel
 from insight_desktop.core.concepts.concept_catalog import catalog_of
+from tests.fuzzing import EXAMPLES, fuzz_settings, print_report
 
 from .bundle_kit import D, patch_zip_member, tiny_members, write_folder, write_zip
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("INSIGHT_FUZZ_EXAMPLES", "0") or 0)
 FUZZ = EXAMPLES > 0
-SETTINGS = settings(max_examples=EXAMPLES or 12, deadline=None, derandomize=not FUZZ, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+SETTINGS = fuzz_settings(12, HealthCheck.filter_too_much)
 GB = 1 << 30
 
 
@@ -74,13 +71,7 @@ def _peak_rss() -> int:
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_report(request):
     yield
-    if FUZZ:
-        report = STATS.report()
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print("\n" + report, flush=True)
-        if os.environ.get("INSIGHT_FUZZ_REPORT"):
-            Path(os.environ["INSIGHT_FUZZ_REPORT"]).write_text(report + "\n")
+    print_report(request, STATS.report())
 
 
 _IMAGE = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)

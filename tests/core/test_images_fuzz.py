@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import io
-import os
 import resource
 import struct
 import sys
@@ -34,18 +33,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, features
 
 from insight_desktop.core.images import ImageLoadError, load_image
+from tests.fuzzing import fuzz_settings, print_report
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore")]
 
-EXAMPLES = int(os.environ.get("INSIGHT_FUZZ_EXAMPLES", "0") or 0)
-SETTINGS = settings(max_examples=EXAMPLES or 10, deadline=None, derandomize=not EXAMPLES, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = fuzz_settings(10, HealthCheck.function_scoped_fixture)
 MiB = 1 << 20
 
 
@@ -106,14 +103,7 @@ STATS = Stats()
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_report(request):
     yield
-    if EXAMPLES:
-        report = STATS.report()
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print("\n" + report, flush=True)
-        if os.environ.get("INSIGHT_FUZZ_REPORT"):
-            with open(os.environ["INSIGHT_FUZZ_REPORT"], "a") as fh:
-                fh.write(report + "\n")
+    print_report(request, STATS.report())
 
 
 def expected_shape(path: Path) -> tuple[int, int] | None:

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from insight_desktop.gui.document import Document
 from insight_desktop.gui.session import Session, SessionError, apply_session_to_document, load_session
+from tests.fuzzing import fuzz_settings, print_report
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("INSIGHT_FUZZ_EXAMPLES", "0") or 0)
-SETTINGS = settings(max_examples=EXAMPLES or 25, deadline=None, derandomize=not EXAMPLES, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = fuzz_settings(25, HealthCheck.function_scoped_fixture)
 STATS = {"cases": 0, "outcomes": collections.Counter(), "unexpected": collections.Counter(), "slowest": 0.0}
 
 FIELDS = ("images", "index", "model_path", "device", "classes", "background", "concept", "segment", "overlay",
@@ -67,12 +64,8 @@ def _check(path) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_report(request):
     yield
-    if EXAMPLES:
-        line = (f"session fuzz: {STATS['cases']} cases, outcomes {dict(STATS['outcomes'])}, unexpected "
-                f"{dict(STATS['unexpected'])}, slowest {STATS['slowest']:.3f} s")
-        terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line("\n" + line)
+    print_report(request, f"session fuzz: {STATS['cases']} cases, outcomes {dict(STATS['outcomes'])}, unexpected "
+                          f"{dict(STATS['unexpected'])}, slowest {STATS['slowest']:.3f} s")
 
 
 @SETTINGS
