@@ -50,12 +50,8 @@ def default_folder() -> Path:
 
 
 def model_identity(manifest: Any) -> str:
-    """What an analysis depends on in a concept model (:class:`.concepts.bundle.BundleManifest`):
-    the backbone spec, the SAE config, the thresholds and the sha256 of every binary part (SAE,
-    relations, probe). ``names.json`` is left out: a rename changes no analysis."""
-    parts = {"backbone": manifest.backbone, "sae": manifest.sae_config, "thresholds": manifest.thresholds,
-             "files": manifest.files}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    """:attr:`.concepts.bundle.BundleManifest.identity`: what an analysis depends on in a model."""
+    return manifest.identity
 
 
 def image_digest(image: np.ndarray) -> str:

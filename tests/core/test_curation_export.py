@@ -131,3 +131,24 @@ def test_a_curated_bundle_loads_with_the_new_names_statuses_and_provenance(tmp_p
     other = Curation("ef" * 32, n, user="alice")
     with pytest.raises(CurationError, match="not of the concept model"):
         write_curated_bundle(source, other, tmp_path / "x.zip")
+
+
+def test_the_catalog_opens_the_same_curation_as_its_model(tmp_path, monkeypatch):
+    """The app opens a curation from the catalog the worker made (no second read of the bundle):
+    the same identity, so the same file, as the model itself — and a curated copy is the same model."""
+    from insight_desktop.core.concepts.concept_catalog import catalog_of
+    from insight_desktop.core.curation.store import curation_for
+
+    monkeypatch.setenv("INSIGHT_DATA_DIR", str(tmp_path / "data"))
+    model = ConceptModel.load(write_zip(tmp_path / "model.zip", tiny_members()))
+    try:
+        catalog = catalog_of(model)
+        assert catalog.model_identity == model.model_identity == model_identity(model.manifest)
+        assert len(catalog.model_identity) == 64
+        mine = curation_for(catalog, user="alice")
+        assert mine.path == curation_for(model, user="alice").path and mine.n_concepts == model.n_concepts
+    finally:
+        model.close()
+    mine.rename(2, "mug")
+    mine.save()
+    assert curation_for(model, user="alice").names() == {2: "mug"}

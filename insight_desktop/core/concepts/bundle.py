@@ -62,6 +62,16 @@ class BundleManifest:
     thumbnails: Mapping[str, Any] = field(default_factory=dict)  # {"count", "crop_px", "per_concept"}
     format_version: int = FORMAT_VERSION
 
+    @property
+    def identity(self) -> str:
+        """What an analysis or a curation depends on in this model: sha256 of the backbone spec, the
+        SAE config, the thresholds and the hash of every binary part (SAE, relations, probe).
+        ``names.json`` is left out: a rename changes no analysis, and a curated copy of a bundle is
+        the same model."""
+        parts = {"backbone": self.backbone, "sae": self.sae_config, "thresholds": self.thresholds,
+                 "files": self.files}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": self.format_version, "backbone": dict(self.backbone),
                 "sae": dict(self.sae_config), "thresholds": dict(self.thresholds),
@@ -196,6 +206,11 @@ class ConceptModel:
     @property
     def n_concepts(self) -> int:
         return self.sae_config.n_concepts
+
+    @property
+    def model_identity(self) -> str:
+        """:attr:`BundleManifest.identity` of this model (the key of its analyses and curations)."""
+        return self.manifest.identity
 
     @cached_property
     def probe(self):

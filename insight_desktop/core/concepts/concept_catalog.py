@@ -88,6 +88,7 @@ class ConceptCatalog:
     provenance: Mapping[str, Any]
     summary: str
     notices: tuple[str, ...] = ()
+    model_identity: str = ""          # BundleManifest.identity: the key of the model's analyses and curations
 
     @property
     def n_concepts(self) -> int:
@@ -126,4 +127,5 @@ def catalog_of(model: Any, *, device: str = "cpu", notices: tuple[str, ...] = ()
         path=str(model.path), backbone_id=str(model.manifest.backbone.get("id") or "?"), device=str(device),
         names=names, relations=model.relations, thumbnails=BundleThumbnails(model.path),
         provenance=MappingProxyType(dict(model.manifest.provenance)), summary=model.summary(),
-        notices=tuple(dict.fromkeys((*notices, *getattr(model, "notices", ())))))
+        notices=tuple(dict.fromkeys((*notices, *getattr(model, "notices", ())))),
+        model_identity=model.manifest.identity)

@@ -145,13 +145,14 @@ def _remove_stale_temps(path: Path) -> None:
 
 
 def curation_for(model: Any, *, user: str | None = None, path: str | os.PathLike | None = None) -> Curation:
-    """The curation of the loaded concept model ``model`` (a :class:`..concepts.bundle.ConceptModel`):
+    """The curation of the concept model ``model`` (a :class:`..concepts.bundle.ConceptModel`, or
+    its :class:`..concepts.concept_catalog.ConceptCatalog`: anything with ``model_identity``,
+    ``n_concepts`` and ``path``):
     read from ``path`` (default: the user's own file, :func:`default_path`) when it exists, else
     a new, empty one that will be saved there."""
-    from ..analysis_cache import model_identity
     from .records import current_user
 
-    identity, n = model_identity(model.manifest), int(model.n_concepts)
+    identity, n = str(model.model_identity), int(model.n_concepts)
     user = user or current_user()
     target = Path(path) if path is not None else default_path(identity, user)
     if target.exists():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
@@ -30,25 +29,6 @@ from ..curation_undo import push_change
 
 #: saving waits this long after a change, so a burst of keys is one write
 AUTOSAVE_MS = 300
-
-
-def model_of_catalog(catalog) -> SimpleNamespace:
-    """What :func:`curation_for` reads of a model (manifest, concept count, path), from the bundle
-    the catalog came from: only its manifest is read again here (a few KB; the worker checked the
-    parts when it loaded the model, and hashing them again would stall the window)."""
-    from ...core.concepts import bundle_schema as schema
-    from ...core.concepts.bundle import BundleManifest
-    from ...core.concepts.bundle_parts import MANIFEST, Parts
-
-    where = f"concept model '{catalog.path}'"
-    parts = Parts(Path(catalog.path))
-    try:
-        raw = schema.load_json(parts.read(MANIFEST, schema.MAX_MANIFEST_BYTES), f"{where}: {MANIFEST}",
-                               max_bytes=schema.MAX_MANIFEST_BYTES)
-        manifest = BundleManifest.from_dict(raw, where)
-    finally:
-        parts.close()
-    return SimpleNamespace(manifest=manifest, n_concepts=catalog.n_concepts, path=catalog.path)
 
 
 class CurationController(QObject):
@@ -106,22 +86,20 @@ class CurationController(QObject):
         self.curationChanged.emit(curation)
 
     def _open(self, catalog) -> Curation:
-        model = model_of_catalog(catalog)
         try:
-            return curation_for(model)
+            return curation_for(catalog)
         except CurationError as exc:
-            from ...core.analysis_cache import model_identity
             from ...core.curation import default_path
             from ...core.curation.records import current_user
 
-            path = default_path(model_identity(model.manifest), current_user())
+            path = default_path(catalog.model_identity, current_user())
             if not path.exists():
                 raise
             aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.damaged")
             path.replace(aside)
             self.openProblem.emit(f"Your curation of this model could not be read ({exc}). It was kept as "
                                   f"'{aside}', and a new curation was started.")
-            return curation_for(model)
+            return curation_for(catalog)
 
     def close_curation(self) -> None:
         """Save and let go of the current curation (a model switch, the window closing)."""
