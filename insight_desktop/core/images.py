@@ -131,17 +131,24 @@ def truncated_allowed() -> bool:
 
 class _SharedExclusive:
     """Many shared holders or one exclusive one: strict loads share, a load that switches
-    Pillow's global LOAD_TRUNCATED_IMAGES on holds it alone."""
+    Pillow's global LOAD_TRUNCATED_IMAGES on holds it alone. Shared holders that wait go first:
+    without that, loads that allow truncation, one after another, could starve a strict load
+    for ever (each release handed the lock to the next exclusive waiter)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._shared = 0
+        self._shared_waiting = 0
         self._exclusive = False
 
     @contextmanager
     def shared(self):
         with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared_waiting += 1
+            try:
+                self._cond.wait_for(lambda: not self._exclusive)
+            finally:
+                self._shared_waiting -= 1
             self._shared += 1
         try:
             yield
@@ -153,7 +160,7 @@ class _SharedExclusive:
     @contextmanager
     def exclusive(self):
         with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0 and self._shared_waiting == 0)
             self._exclusive = True
         try:
             yield
