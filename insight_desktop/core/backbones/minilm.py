@@ -159,23 +159,28 @@ def load_text_encoder(folder: str | os.PathLike, device: torch.device, *, plain:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    # transformers draws a "Loading weights" progress bar on stderr for a 0.1 s load: silence it
-    # for this call (a process-wide switch, restored afterwards; at worst another load loses its bar).
-    restore_bars: Callable[[], None] | None = None
+    # transformers draws a "Loading weights" progress bar on stderr for a 0.1 s load, and prints a
+    # "LOAD REPORT" table because the checkpoint's pooler is deliberately not loaded
+    # (add_pooling_layer=False): silence both for this call (process-wide switches, restored
+    # afterwards; at worst another load loses its bar or a warning).
+    restore: list[Callable[[], None]] = []
     try:
         from transformers.utils import logging as hf_logging
 
         if hf_logging.is_progress_bar_enabled():
             hf_logging.disable_progress_bar()
-            restore_bars = hf_logging.enable_progress_bar
+            restore.append(hf_logging.enable_progress_bar)
+        level = hf_logging.get_verbosity()
+        if level < hf_logging.ERROR:
+            hf_logging.set_verbosity_error()
+            restore.append(lambda: hf_logging.set_verbosity(level))
     except (ImportError, AttributeError):
         pass
     try:
         yield
     finally:
-        if restore_bars is not None:
-            restore_bars()
-
+        for undo in restore:
+            undo()
 
 
 def check_text_folder(folder: Path, bridge_dim: int) -> None:
