@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.insight-installed
 
 PKG_STAMP := $(VENV)/.insight-package-installed
 
-.PHONY: run test setup lint fuzz bench-sae demo-model demo-prompts package clean-venv
+.PHONY: run test setup lint fuzz bench-sae demo-model demo-prompts demo-vocab package clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ demo-model: $(STAMP)
 # bridge or of the default/preset classes, so the first heatmap needs no text tower.
 demo-prompts: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_prompts.py
+
+# Rebuild resources/models/demo-vocab-text.safetensors (10–25 min on 2 CPU cores): after a change of
+# the demo backbone's bridge, of resources/vocab/visual.txt or of the naming templates, so naming a
+# first model with the demo backbone encodes no text (tests/core/test_demo_vocab_text.py checks it).
+demo-vocab: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_vocab_text.py
 
 bench-sae: $(STAMP)
 	bash benchmarks/setup_bench_env.sh

@@ -70,6 +70,8 @@ def backbone_from_args(args):
     from ..core.store.open_backbone import open_backbone
 
     options = {"model": args.model, "pretrained": args.pretrained, "dinoiser": args.dinoiser}
+    if args.backbone == "demo-effnet-minilm":  # takes none of the open_clip options (it refuses unknown ones)
+        options = {}
     return open_backbone(args.backbone, device=args.device, **options)
 
 

@@ -36,7 +36,7 @@ import os
 import threading
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,9 @@ from .base import BackboneError, BackboneSpec, DenseOutput, Preprocessing, check
 from .efficientnet_lite import EfficientNetLite0
 from .minilm import check_text_folder, installed_folder_sha256, load_text_encoder
 from .openclip_loading import file_sha256
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = "demo-effnet-minilm"
 TIMM_ARCH = "tf_efficientnet_lite0"
@@ -220,6 +223,8 @@ class DemoEffnetMiniLMBackbone:
 
     #: texts per forward pass in :meth:`encode_text`
     text_batch_size = 256
+    #: factorised vocabulary embeddings (:meth:`shipped_family_embeddings`); None: the shipped resource
+    vocab_text_file: Path | None = None
 
     def __init__(
         self,
@@ -320,6 +325,29 @@ class DemoEffnetMiniLMBackbone:
             if self.anchor:
                 t = torch.cat([t, t.new_zeros(t.shape[0], 1)], dim=1)
             return F.normalize(t, dim=1)
+
+    @property
+    def text_identity(self) -> str:
+        """The MiniLM + bridge part of :attr:`id`: all that text vectors depend on (not the anchor:
+        text vectors are 0 on its axis)."""
+        return "/".join(self.id.split("/")[2:4])
+
+    def shipped_family_embeddings(self, vocab_sha256: str, templates_sha256: str, families: tuple[str, ...],
+                                  n_terms: int) -> np.ndarray | None:
+        """The vocabulary's family embeddings [n_terms, len(families), d] float32 (unit rows) from the
+        shipped factorised file (:mod:`.demo_vocab_text`), or None when it was made for another text
+        model, bridge, vocabulary or template set. Saves encoding ~100 k texts on a first naming."""
+        from ..paths import resources_dir
+        from .demo_vocab_text import RESOURCE, expand, read_family_means
+
+        path = self.vocab_text_file or resources_dir().joinpath(*RESOURCE)
+        means = read_family_means(path, self.text_identity, vocab_sha256,
+                                  templates_sha256, families, n_terms, int(self.bridge_W.shape[0]))
+        if means is None:
+            return None
+        with torch.inference_mode():
+            emb = expand(torch.from_numpy(means).to(self.device), self.bridge_W, self.bridge_b, bool(self.anchor))
+        return emb.float().cpu().numpy()
 
     def __repr__(self) -> str:
         return f"DemoEffnetMiniLMBackbone(id={self.id!r}, device={self.device})"

@@ -326,7 +326,9 @@ def embed_vocabulary(
 
     The cache under ``cache_dir`` (default ``user_cache_dir()/text-embeddings``) stores float16;
     the result is always the float16 values renormalised, cache hit or not, so a first and a
-    second run return identical arrays.
+    second run return identical arrays. On a cache miss a backbone with
+    ``shipped_family_embeddings(vocab_sha256, templates_sha256, families, n_terms)`` (the demo
+    backbone, for its default vocabulary) may supply them instead of encoding; they are cached alike.
 
     Resumable: while encoding, the terms done so far are saved (float16, atomically) to a partial
     file next to the cache (:func:`partial_path`) at least every ``checkpoint_seconds`` and when
@@ -350,6 +352,16 @@ def embed_vocabulary(
             if on_progress is not None:
                 on_progress(len(vocab), len(vocab))
             return cached
+        # A backbone may ship this vocabulary's embeddings (the demo backbone does, for the default
+        # vocabulary); it checks they were made with its own text model and these templates.
+        shipped = getattr(encoder, "shipped_family_embeddings", None)
+        emb = shipped(vocab.sha256, templates_sha256(), FAMILIES, len(vocab)) if callable(shipped) else None
+        if emb is not None and np.shape(emb)[:2] == (len(vocab), len(FAMILIES)):
+            emb16 = _as_float32(emb).astype(np.float16)  # the same rounding as the path below
+            _write_cache(path, emb16, backbone_id, vocab)
+            if on_progress is not None:
+                on_progress(len(vocab), len(vocab))
+            return _normalise_rows(emb16.astype(np.float32))
 
     partial = partial_path(path)
     head = _read_partial(partial, backbone_id, vocab) if use_cache else None
