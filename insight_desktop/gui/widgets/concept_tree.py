@@ -1,12 +1,15 @@
 """The concept hierarchy panel: a searchable, filterable tree of every concept of the model.
 
 The tree shows the catalog's display tree (:mod:`.qt_concept_tree_model`); a proxy filters it by
-name and by "active in this image", keeping the ancestors of every match (recursive filtering)
-so a match is always shown in context. Selecting a row selects the concept in the document; a
+the search (ids, names, candidate names and text similarity: :mod:`.concept_search`; Enter
+selects the best hit) and by "active in this image", keeping the ancestors of every match
+(recursive filtering) so a match is always shown in context. Selecting a row selects the concept in the document; a
 concept selected elsewhere is selected and scrolled to here.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QTimer, Slot
@@ -22,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .concept_search import ConceptSearch, SearchStatus, tooltip_with_reason
 from .qt_concept_tree_model import CONCEPT_ROLE, SORT_ROLE, Column, QtConceptTreeModel
 
 #: typing pauses this long (ms) before the tree is filtered: one filter pass per word, not per key
@@ -35,12 +39,15 @@ COLUMN_WIDTHS = ((Column.LEVEL, 44), (Column.ACTIVATION, 72), (Column.FREQUENCY,
 
 
 class ConceptFilterProxy(QSortFilterProxyModel):
-    """Filters concepts by name (case-insensitive substring) and, optionally, to those active in
-    the current image; recursive filtering keeps the ancestors of every concept that passes."""
+    """Filters concepts by the search (the hits it is given, else a case-insensitive name
+    substring) and, optionally, to those active in the current image; recursive filtering keeps
+    the ancestors of every concept that passes. A hit's row tooltip says why it matched."""
 
     def __init__(self, source: QtConceptTreeModel, parent: QObject | None = None):
         super().__init__(parent)
         self._search = ""
+        self._hits: dict[int, str] | None = None     # concept → why it matched, when given
+        self._hit_mask: np.ndarray | None = None
         self._only_active = False
         self._hidden: frozenset[int] = frozenset()   # concepts never shown (rejected, when hidden)
         self.setRecursiveFilteringEnabled(True)
@@ -57,12 +64,31 @@ class ConceptFilterProxy(QSortFilterProxyModel):
     def only_active(self) -> bool:
         return self._only_active
 
-    def set_search(self, text: str) -> None:
-        text = text.strip()
-        if text != self._search:
+    def set_search(self, text: str, hits: Mapping[int, str] | None = None) -> None:
+        """Show the concepts ``hits`` (concept → why it matched) for the search ``text``; without
+        ``hits``, those whose name contains ``text``."""
+        text, hits = text.strip(), (dict(hits) if hits is not None else None)
+        if text != self._search or hits != self._hits:
             self.beginFilterChange()
-            self._search = text
+            self._search, self._hits, self._hit_mask = text, hits, None
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def _search_mask(self) -> np.ndarray:
+        src: QtConceptTreeModel = self.sourceModel()
+        if self._hits is None:
+            return src.name_mask(self._search)
+        if self._hit_mask is None or self._hit_mask.size != src.n_concepts:
+            self._hit_mask = np.zeros(src.n_concepts, dtype=bool)
+            self._hit_mask[[j for j in self._hits if 0 <= j < src.n_concepts]] = True
+        return self._hit_mask
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        value = super().data(index, role)
+        if role == Qt.ItemDataRole.ToolTipRole and self._hits and self._search:
+            why = self._hits.get(int(super().data(index, CONCEPT_ROLE)))
+            if why:
+                return tooltip_with_reason(value, why)
+        return value
 
     def set_only_active(self, only: bool) -> None:
         if bool(only) != self._only_active:
@@ -89,7 +115,7 @@ class ConceptFilterProxy(QSortFilterProxyModel):
     def passing(self) -> np.ndarray:
         """bool [m]: the concepts that pass the filter themselves (not just as ancestors)."""
         src: QtConceptTreeModel = self.sourceModel()
-        mask = src.name_mask(self._search) if self._search else np.ones(src.n_concepts, dtype=bool)
+        mask = self._search_mask() if self._search else np.ones(src.n_concepts, dtype=bool)
         if self._hidden:
             mask = mask.copy()
             mask[[j for j in self._hidden if j < mask.size]] = False
@@ -102,7 +128,7 @@ class ConceptFilterProxy(QSortFilterProxyModel):
             return False
         if self._only_active and src.activation(concept) <= 0:
             return False
-        return not self._search or bool(src.name_mask(self._search)[concept])
+        return not self._search or bool(self._search_mask()[concept])
 
 
 class ConceptTreePanel(QWidget):
@@ -119,8 +145,10 @@ class ConceptTreePanel(QWidget):
         self.proxy = ConceptFilterProxy(self.model, self)
 
         self.search = QLineEdit(self)
-        self.search.setPlaceholderText("Search concepts (Ctrl+F)")
+        self.search.setPlaceholderText("Search concepts: name, #id or text (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
+        self.searcher = ConceptSearch(document, self)   # ids, names; text from a worker (connect_worker)
+        self.search_status = SearchStatus(self)
         self.only_active = QCheckBox("Only active here", self)
         self.only_active.setToolTip("Show only the concepts that fire in the current image (and their ancestors)")
         self.sort = QComboBox(self)
@@ -158,11 +186,14 @@ class ConceptTreePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.search)
+        layout.addWidget(self.search_status)
         layout.addLayout(controls)
         layout.addWidget(self.view, 1)
 
         self.search.textChanged.connect(self._debounce.start)
         self._debounce.timeout.connect(self._apply_search)
+        self.search.returnPressed.connect(self._select_best_hit)
+        self.searcher.resultChanged.connect(self._show_search)
         self.only_active.toggled.connect(self._on_only_active)
         self.sort.currentIndexChanged.connect(self._on_sort)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
@@ -207,9 +238,26 @@ class ConceptTreePanel(QWidget):
     @Slot()
     def _apply_search(self) -> None:
         self._debounce.stop()  # also called directly when a filter must apply at once
+        self._show_search(self.searcher.update(self.search.text()))
+
+    @Slot(object)
+    def _show_search(self, result) -> None:
+        """Filter to ``result``'s hits (a SearchResult: now by name, again when text hits arrive)."""
         self._syncing = True
-        self.proxy.set_search(self.search.text())
+        self.proxy.set_search(result.query, result.why() if result.query else None)
+        catalog = self._document.catalog
+        self.search_status.show_result(result, catalog.names if catalog is not None else None,
+                                       self.searcher.waiting)
         self._after_filter_change()
+
+    @Slot()
+    def _select_best_hit(self) -> None:
+        """Enter in the search field: search now and select the best hit that is shown."""
+        self._apply_search()
+        hidden = self.proxy.hidden
+        best = next((h.concept for h in self.searcher.result.hits if h.concept not in hidden), None)
+        if best is not None:
+            self._document.select_concept(best)
 
     @Slot(bool)
     def _on_only_active(self, checked: bool) -> None:
@@ -253,7 +301,11 @@ class ConceptTreePanel(QWidget):
 
     @Slot()
     def _after_model_changed(self) -> None:
-        self._after_filter_change()
+        self.searcher.reset()
+        if self.search.text().strip():  # the new model's hits
+            self._apply_search()
+        else:
+            self._after_filter_change()
 
     @Slot()
     def _rows_about_to_change(self) -> None:
@@ -269,7 +321,7 @@ class ConceptTreePanel(QWidget):
     @Slot(int)
     def _after_rename(self, concept: int) -> None:
         if self.proxy.search:  # the new name may match the search now (or no longer)
-            self._after_filter_change()
+            self._apply_search()
         else:
             self._follow_document(self._document.concept)
 
