@@ -118,6 +118,14 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
     "&Analysis": (
         ActionSpec("segment", "&Segment with Classes", "Ctrl+Return", "Run segmentation and classification"),
         ActionSpec("cancel", "&Cancel", "Esc", "Stop the running job"),
+        None,
+        ActionSpec("index_folder", "&Index This Folder", "Ctrl+I", "Index every image of this folder with the "
+                   "model, in the background (run it again to continue or to take in new images)"),
+        ActionSpec("stop_indexing", "S&top Indexing", None, "Stop indexing; what was indexed is kept"),
+        ActionSpec("concept_gallery", "Concept &Gallery", "Ctrl+G", "Where the selected concept fires most in this "
+                   "folder (its index)"),
+        ActionSpec("folder_stats", "Folder &Statistics", "Ctrl+Shift+F", "How often the selected concept fires "
+                   "per sub-folder, and the concepts that tell two sub-folders apart (the folder index)"),
     ),
     "&Help": (
         ActionSpec("shortcuts", "&Keyboard Shortcuts", QKeySequence.StandardKey.HelpContents),

@@ -32,6 +32,8 @@ from .analysis_requests import AnalysisRequests
 from .analysis_summary import FVU_TIP, analysis_summary
 from .dialogs import show_error
 from .document import Document
+from .folder_index.wiring_index import install_folder_index
+from .folder_index.wiring_stats import install_folder_stats
 from .review.wiring import install_review
 from .screen_fit import available_geometry, default_size, fit_to_screen
 from .settings import AppSettings
@@ -69,6 +71,8 @@ class MainWindow(QMainWindow):
         self._build()
         self._connect()
         self.review = install_review(self)  # curation, review dock, undo, hiding rejected (gui.review)
+        self.folder_index = install_folder_index(self)  # index job, concept gallery (gui.folder_index)
+        self.folder_stats = install_folder_stats(self)  # filmstrip sort, Folder Statistics (gui.folder_index)
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout
@@ -78,6 +82,7 @@ class MainWindow(QMainWindow):
         self.canvas = ImageCanvas(doc)
         self.setCentralWidget(self.canvas)
         self.tree = ConceptTreePanel(doc)
+        self.tree.searcher.connect_worker(self.worker)  # free-text search runs the text tower there
         self.inspector = ConceptInspector(doc)
         self.region = RegionPanel(doc)
         self.segmentation = SegmentationPanel(doc)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # torch loads on the worker thread only (ARCHITECTURE rule 5)
     from ..core.engine import Analyzer
 
 MODEL, ANALYSIS = "model", "analysis"
+#: a text query compared with the concepts (the concept tree's search; :meth:`WorkerClient.search_text`)
+SEARCH = "search"
 #: how long quitting waits for the worker to stop (:meth:`WorkerClient.shutdown`). An analysis
 #: stops between backbone windows and a model load between its stages, usually within this; a
 #: load in the middle of importing torch cannot be interrupted, and the app then ends the process
@@ -67,6 +69,11 @@ class AnalysisRequest:
 
 
 @dataclass(frozen=True)
+class TextSearchRequest:
+    query: str
+
+
+@dataclass(frozen=True)
 class Failure:
     kind: str                    # MODEL or ANALYSIS
     title: str
@@ -80,15 +87,15 @@ class WorkControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next = 0
-        self._latest = {MODEL: -1, ANALYSIS: -1}
+        self._latest = {MODEL: -1, ANALYSIS: -1, SEARCH: -1}
         self._cancelled_below = 0
 
     def issue(self, kind: str) -> int:
         with self._lock:
             self._next += 1
             self._latest[kind] = self._next
-            if kind == MODEL:  # analyses of the previous model are no longer wanted
-                self._latest[ANALYSIS] = self._next
+            if kind == MODEL:  # analyses and searches of the previous model are no longer wanted
+                self._latest[ANALYSIS] = self._latest[SEARCH] = self._next
             return self._next
 
     def supersede(self, kind: str) -> None:
@@ -112,11 +119,13 @@ class InferenceWorker(QObject):
     failed = Signal(int, object)          # generation, Failure
     progress = Signal(int, str, float)    # generation, stage, fraction 0..1 (−1: unknown)
     finished = Signal(int)                # generation: done, failed, stopped or skipped
+    textMatches = Signal(int, object)     # generation, TextMatches (no finished/failed: never fails)
 
     def __init__(self, control: WorkControl):
         super().__init__()
         self._control = control
         self._analyzer: Analyzer | None = None
+        self._searcher: Any = None        # core.concepts.search.ConceptSearcher of the analyzer's model
         #: analyses computed before, looked up and stored here (set from the GUI thread: one atomic
         #: attribute write, read once per analysis)
         self.analysis_cache: AnalysisCache | None = None
@@ -130,6 +139,26 @@ class InferenceWorker(QObject):
     def analyze(self, generation: int, request: AnalysisRequest) -> None:
         self._run(ANALYSIS, generation, partial(self._analyze, request),
                   f"analyse {request.label or 'the image'}")
+
+    @Slot(int, object)
+    def search_text(self, generation: int, request: TextSearchRequest) -> None:
+        """Compare a query with the concepts through the text tower (here, with the backbone).
+        Never fails: a :class:`~..core.concepts.search.TextMatches` reason says what went wrong."""
+        if not self._control.wanted(SEARCH, generation):
+            return  # typed over before it started
+        from ..core.concepts.search import ConceptSearcher, TextMatches
+
+        try:
+            analyzer = self._analyzer
+            if analyzer is None:
+                matches = TextMatches(request.query, reason="no concept model is loaded")
+            else:
+                if self._searcher is None or self._searcher.model is not analyzer.model:
+                    self._searcher = ConceptSearcher(analyzer.model, analyzer.backbone)
+                matches = self._searcher.text(request.query)
+        except Exception as exc:  # noqa: BLE001 — the worker never dies; the search box says why
+            matches = TextMatches(request.query, reason=f"text search failed ({type(exc).__name__}: {exc})")
+        self.textMatches.emit(generation, matches)
 
     def _run(self, kind: str, generation: int, job: JobFn, what: str) -> None:
         """One request as a job (the house's stop and error rules); the worker never dies."""
@@ -211,12 +240,14 @@ class WorkerClient(QObject):
 
     modelReady = Signal(object)          # ConceptCatalog
     analysisReady = Signal(int, object)  # generation (as analyze() returned it), Analysis
+    textMatchesReady = Signal(object)    # TextMatches of the latest search_text() (older ones dropped)
     failed = Signal(object)              # Failure
     busy = Signal(str, float)            # status text, fraction (−1: unknown)
     idle = Signal()
 
     _requestModel = Signal(int, object)
     _requestAnalysis = Signal(int, object)
+    _requestText = Signal(int, object)
     _requestShutdown = Signal()
 
     def __init__(self, parent: QObject | None = None):
@@ -229,9 +260,11 @@ class WorkerClient(QObject):
         self._worker.moveToThread(self._thread)
         self._requestModel.connect(self._worker.load_model)
         self._requestAnalysis.connect(self._worker.analyze)
+        self._requestText.connect(self._worker.search_text)
         self._requestShutdown.connect(self._worker.shutdown)
         self._worker.modelLoaded.connect(self._on_model_loaded)
         self._worker.analysisReady.connect(self._on_analysis_ready)
+        self._worker.textMatches.connect(self._on_text_matches)
         self._worker.failed.connect(self._on_failed)
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_finished)
@@ -252,6 +285,19 @@ class WorkerClient(QObject):
         self._requestAnalysis.emit(gen, AnalysisRequest(image, tuple(classes), bool(background), label))
         self.busy.emit(f"Analysing {label or 'the image'}…", 0.0)
         return gen
+
+    def search_text(self, query: str) -> int:
+        """Compare ``query`` with the loaded model's concepts as text, on the worker (queued behind
+        a running analysis); the answer comes as :attr:`textMatchesReady` unless a newer query
+        came first. Not counted as busy: a search box shows its own state."""
+        gen = self.control.issue(SEARCH)
+        self._requestText.emit(gen, TextSearchRequest(str(query)))
+        return gen
+
+    def loaded_analyzer(self) -> Analyzer | None:
+        """The worker's Analyzer once a model is loaded, for a job on a thread of its own that
+        reuses the loaded model (the folder index): it reads its model and backbone, never closes them."""
+        return self._worker._analyzer
 
     def set_analysis_cache(self, cache: AnalysisCache | None) -> None:
         """Where the worker looks up analyses before computing them and stores new ones (None: nowhere)."""
@@ -298,6 +344,11 @@ class WorkerClient(QObject):
     def _on_analysis_ready(self, generation: int, analysis: Any) -> None:
         if self.control.wanted(ANALYSIS, generation):
             self.analysisReady.emit(generation, analysis)
+
+    @Slot(int, object)
+    def _on_text_matches(self, generation: int, matches: Any) -> None:
+        if self.control.wanted(SEARCH, generation):
+            self.textMatchesReady.emit(matches)
 
     @Slot(int, object)
     def _on_failed(self, generation: int, failure: Failure) -> None:

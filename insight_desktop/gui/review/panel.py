@@ -102,6 +102,8 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.auto_advance)
         layout.addWidget(self.heading)
         layout.addWidget(self.strip)
+        self.below_strip = QVBoxLayout()   # others show more of the concept here (gui.folder_index: the folder's best)
+        layout.addLayout(self.below_strip)
         layout.addWidget(self.name_edit)
         layout.addWidget(self.model_name)
         layout.addWidget(self.status)

@@ -18,6 +18,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QListView,
     QListWidget,
     QListWidgetItem,
@@ -25,7 +26,6 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -183,7 +183,7 @@ class Filmstrip(QWidget):
         self.list.currentRowChanged.connect(self._on_current_row_changed)
         self.list.horizontalScrollBar().valueChanged.connect(self._request_visible)
 
-        layout = QVBoxLayout(self)
+        layout = QHBoxLayout(self)  # a row: controls may go left of the thumbnails (gui.folder_index)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.list)
         # As tall as the strip, never taller: a taller dock only took height from the image and panels.
