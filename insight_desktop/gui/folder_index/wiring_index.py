@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget
 
 from ..dialogs import show_error
+from ..docks import add_hidden_dock
 from .gallery import COMPACT_SIZE, ConceptGallery, GalleryModel
 from .index_job import IndexJob, IndexStatus, folder_of, locate_index
 
@@ -47,12 +48,7 @@ def install_folder_index(window) -> FolderIndexUI:
     model = GalleryModel(doc, window)
     gallery = ConceptGallery(model)
     gallery.set_index_action(a.index_folder)
-    dock = QDockWidget("Concept Gallery", window)
-    dock.setObjectName("dock-gallery")
-    dock.setWidget(gallery)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    dock.hide()
-    window.docks["gallery"] = dock
+    dock = add_hidden_dock(window, "gallery", "Concept Gallery", gallery, "dock-gallery")
     for action in a.menus["View"].actions():  # its toggle beside the other panels'
         if action.menu() is not None and action.menu().title().replace("&", "") == "Panels":
             action.menu().addAction(dock.toggleViewAction())

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QScrollArea
 
+from ..docks import add_hidden_dock
 from .filmstrip_sort import NO_INDEX, FilmstripSorter, SortControls
 from .folder_stats import FolderStatsPanel
 from .index_job import find_index, folder_of
@@ -72,12 +73,7 @@ def install_folder_stats(window: Any) -> FolderStats:
     scroll.setFrameShape(QScrollArea.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the panel narrows to the dock
     scroll.setWidget(panel)
-    dock = QDockWidget("Folder Statistics", window)
-    dock.setObjectName("dock-folder-statistics")
-    dock.setWidget(scroll)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    dock.hide()
-    window.docks["folder_stats"] = dock
+    dock = add_hidden_dock(window, "folder_stats", "Folder Statistics", scroll, "dock-folder-statistics")
     stats = FolderStats(window, sorter, controls, panel, dock)
 
     def update_panel() -> None:

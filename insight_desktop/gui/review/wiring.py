@@ -20,6 +20,7 @@ from shiboken6 import isValid
 
 from ..actions import apply_shortcut_overrides
 from ..dialogs import show_error
+from ..docks import add_hidden_dock
 from ..widgets.contribution_chart import ContributionChart
 from ..widgets.qt_concept_tree_model import CONCEPT_ROLE
 from . import curation_files
@@ -45,12 +46,7 @@ def install_review(window) -> Review:
     a, doc = window.actions, window.document
     controller = CurationController(doc, window, window)
     panel = ReviewPanel(doc)
-    dock = QDockWidget("Review", window)
-    dock.setObjectName("dock-review")
-    dock.setWidget(panel)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    dock.hide()
-    window.docks["review"] = dock
+    dock = add_hidden_dock(window, "review", "Review", panel, "dock-review")
     mode = ReviewMode(window, controller, dock, panel)
 
     stack = controller.undo_stack
