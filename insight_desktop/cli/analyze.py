@@ -94,6 +94,7 @@ def cmd_analyze(args) -> int:
     classes = _classes(args)
     if args.top < 0:
         raise CLIError("--top must be 0 or more")
+    ablate = _ablate_ids(args, classes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     analyzer = open_analyzer(args)
@@ -111,6 +112,9 @@ def cmd_analyze(args) -> int:
                 write_analysis(analysis, rgb, out, stem, names, top=args.top, source=str(path),
                                model=str(analyzer.model.path), backbone=analyzer.model.manifest.backbone.get("id"),
                                status_of=status_of)
+                if ablate is not None:
+                    print_ablation(analysis, ablate, names, out, stem, keep_residual=args.keep_residual,
+                                   label=path.name)
             except AnalysisStopped:
                 print("stopped", file=sys.stderr)
                 return 130
@@ -131,6 +135,65 @@ def cmd_analyze(args) -> int:
         summary += f"; {len(failed)} skipped: {listed}"
     print(summary)
     return 1 if failed else 0
+
+
+def _ablate_ids(args, classes) -> tuple[int, ...] | None:
+    """``--ablate N,M,…`` as concept ids (None without it); it needs classes to have something to change."""
+    text = getattr(args, "ablate", None)
+    if text is None:
+        if getattr(args, "keep_residual", False):
+            raise CLIError("--keep-residual goes with --ablate")
+        return None
+    try:
+        ids = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise CLIError(f"--ablate takes comma-separated concept ids, e.g. 12,40 (not {text!r})") from None
+    if not ids or min(ids) < 0:
+        raise CLIError("--ablate takes one or more concept ids (0 or more), e.g. 12,40")
+    if classes is None:
+        raise CLIError("--ablate needs --classes or --classes-file: it shows how the segmentation and "
+                       "classification change")
+    return ids
+
+
+def print_ablation(analysis, concepts, names, out: Path, stem: str, *, keep_residual: bool, label: str) -> dict:
+    """Switch ``concepts`` off (:func:`..core.tasks.whatif.switch_off`), print what changed (class shares
+    and classification before → after) and write it to ``{stem}_ablation.json``."""
+    from ..core.tasks.whatif import switch_off
+
+    result = switch_off(analysis, concepts, keep_residual=keep_residual)
+    active = set(analysis.codes.active_concepts().tolist())
+    missing = [c for c in result.switched_off if c not in active]
+    listed = ", ".join(f"{c} {names.name(c)!r}" for c in result.switched_off if c in active) or "nothing active"
+    lines = [f"{label}: switched off {listed} ({result.mode})"]
+    if missing:
+        lines.append(f"  not active in this image (no change): {', '.join(map(str, missing))}")
+    report: dict = {"image": label, "mode": result.mode, "switched_off": list(result.switched_off),
+                    "not_active": missing}
+    seg = result.segmentation
+    if seg is not None:
+        lines.append(f"  segmentation: {100 * seg.changed_share:.1f}% of the pixels change label")
+        rows = [(n, float(a), float(b)) for n, a, b in zip(seg.class_names, seg.shares_before, seg.shares_after)
+                if a > 0 or b > 0]
+        lines += [f"    {n:<20} {100 * a:6.1f}% → {100 * b:6.1f}%" for n, a, b in rows]
+        report["segmentation"] = {"changed_share": seg.changed_share,
+                                  "shares": [{"class": n, "before": a, "after": b} for n, a, b in rows]}
+    cls = result.classification
+    if cls is not None:
+        before, after = cls.predicted_before, cls.predicted_after
+        lines.append(f"  classification: {cls.class_names[before]} → {cls.class_names[after]}")
+        order = np.argsort(-np.maximum(cls.probabilities_before, cls.probabilities_after), kind="stable")[:5]
+        lines += [f"    {cls.class_names[c]:<20} p {cls.probabilities_before[c]:.3f} → {cls.probabilities_after[c]:.3f}"
+                  f"  (logit {cls.logits_before[c]:.2f} → {cls.logits_after[c]:.2f})" for c in order]
+        report["classification"] = {
+            "predicted_before": cls.class_names[before], "predicted_after": cls.class_names[after],
+            "classes": [{"class": n, "logit_before": float(lb), "logit_after": float(la),
+                         "probability_before": float(pb), "probability_after": float(pa)}
+                        for n, lb, la, pb, pa in zip(cls.class_names, cls.logits_before, cls.logits_after,
+                                                     cls.probabilities_before, cls.probabilities_after)]}
+    print("\n".join(lines))
+    atomic_text(out / f"{stem}_ablation.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return report
 
 
 def _curated_names(args, model):
@@ -268,5 +331,11 @@ def add_parsers(sub) -> None:
                          help="concept names and statuses from this curation file (default: your own curation "
                               "of the model, if any; see docs/curation.md)")
     curated.add_argument("--no-curation", action="store_true", help="the model's own concept names only")
+    p.add_argument("--ablate", default=None, metavar="N,M",
+                   help="switch these concepts off (z = 0) and print how the segmentation's class shares and the "
+                        "classification change (also written to <image>_ablation.json); needs --classes")
+    p.add_argument("--keep-residual", action="store_true",
+                   help="with --ablate: keep what the concepts do not explain (x − removed contributions) instead "
+                        "of the concepts alone (x̂ without them)")
     add_window_args(p, default_mode="fast")
     p.set_defaults(func=cmd_analyze)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..core.errors import user_message
-from . import analyze, build, curation, evaluate, index, models, stages
+from . import analyze, build, curation, evaluate, faithfulness, index, models, stages
 from .common import CLIError, add_device_arg, is_user_facing
 
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     curation.add_parsers(sub)
     index.add_parsers(sub)
+    faithfulness.add_parsers(sub)
 
     p = sub.add_parser("info", help="describe a concept model, token store, SAE, checkpoint or image")
     p.add_argument("file")

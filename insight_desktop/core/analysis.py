@@ -48,12 +48,16 @@ class Faithfulness:
     """How well the concepts reconstruct the features they explain (docs/method.md §6, ours).
 
     ``fvu`` = Σ‖x − x̂‖² / Σ‖x − x̄‖² over the image's patches (NaN if the features do not vary
-    at all); ``cosine`` = mean over patches of cos(x, x̂); ``residual`` = ‖x − x̂‖ per patch [h, w].
+    at all); ``cosine`` = mean over patches of cos(x, x̂); ``residual`` = ‖x − x̂‖ per patch [h, w];
+    ``residual_vectors`` = x − x̂ per patch, float32 [h·w, d] (x̂ the SAE's own decode), so that
+    "concepts + residual" (x minus the contributions of concepts switched off, :mod:`.tasks.whatif`)
+    needs only the Analysis; None in analyses made without it.
     """
 
     fvu: float
     cosine: float
     residual: np.ndarray
+    residual_vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -359,8 +359,10 @@ def _faithfulness(x: torch.Tensor, x_hat: torch.Tensor, grid: tuple[int, int]) -
     fvu = float((diff ** 2).sum()) / total if total > 0 else float("nan")
     cosine = float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).mean())
     residual = np.ascontiguousarray(diff.norm(dim=1).reshape(grid).cpu().numpy())
-    residual.flags.writeable = False
-    return Faithfulness(fvu, cosine, residual)
+    vectors = np.ascontiguousarray(diff.float().cpu().numpy())  # for "concepts + residual" (.tasks.whatif)
+    for arr in (residual, vectors):
+        arr.flags.writeable = False
+    return Faithfulness(fvu, cosine, residual, vectors)
 
 
 class _Clock:
