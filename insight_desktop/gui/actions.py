@@ -81,6 +81,8 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
         ActionSpec("rectangle_mode", "Select a &Rectangle", "Ctrl+R",
                    "Drag to select a rectangle (Ctrl+drag always does)", True),
         ActionSpec("find_concept", "Find &Concept", QKeySequence.StandardKey.Find, "Search the concept tree"),
+        ActionSpec("side_by_side", "Side &by Side", "Ctrl+2", "Two linked views: two concepts, two levels, "
+                   "before/after a switch-off, or two images with one concept", True),
         None,
         ActionSpec("review_mode", "Re&view Concepts", "Ctrl+Shift+R",
                    "Judge, rename, flag and note every concept by keyboard (the Review panel)", True),
@@ -126,6 +128,12 @@ MENUS: dict[str, tuple[ActionSpec | None, ...]] = {
                    "folder (its index)"),
         ActionSpec("folder_stats", "Folder &Statistics", "Ctrl+Shift+F", "How often the selected concept fires "
                    "per sub-folder, and the concepts that tell two sub-folders apart (the folder index)"),
+        None,
+        ActionSpec("whatif_panel", "&What If…", "Ctrl+Shift+W", "Switch concepts off and see what changes; "
+                   "explain through the first Matryoshka levels only", True),
+        ActionSpec("switch_off_rejected", "Switch Off All Re&jected", None,
+                   "Recompute the prediction without the concepts rejected in review (undoable)"),
+        ActionSpec("restore_concepts", "Restore &All Concepts", None, "Switch every concept on again, all levels"),
     ),
     "&Help": (
         ActionSpec("shortcuts", "&Keyboard Shortcuts", QKeySequence.StandardKey.HelpContents),

@@ -37,6 +37,8 @@ from .folder_index.wiring_stats import install_folder_stats
 from .review.wiring import install_review
 from .screen_fit import available_geometry, default_size, fit_to_screen
 from .settings import AppSettings
+from .whatif.wiring_side import install_side_by_side
+from .whatif.wiring_switches import install_whatif
 from .widgets.classification_panel import ClassificationPanel
 from .widgets.concept_inspector import ConceptInspector
 from .widgets.concept_tree import ConceptTreePanel
@@ -73,6 +75,8 @@ class MainWindow(QMainWindow):
         self.review = install_review(self)  # curation, review dock, undo, hiding rejected (gui.review)
         self.folder_index = install_folder_index(self)  # index job, concept gallery (gui.folder_index)
         self.folder_stats = install_folder_stats(self)  # filmstrip sort, Folder Statistics (gui.folder_index)
+        self.whatif = install_whatif(self)  # switching concepts off, the level slider (gui.whatif)
+        self.side_by_side = install_side_by_side(self)  # two linked views (gui.whatif.side_by_side)
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout

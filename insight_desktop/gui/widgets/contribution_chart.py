@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QSizePolicy, QStyle, QStyleOptionButton, QToolTip, QWidget
 
 from ...core.curation.fold import REJECTED_LABEL, fold_rejected
 from .plain_text import escaped_tooltip
@@ -34,6 +34,7 @@ _GAP = 4         # px between a bar and its row's edges
 _PAD = 6
 _VALUE_W = 64    # px reserved right of the bars for value text
 _MIN_BARS = 40   # px the bars keep however long the labels are
+_BOX = 13        # px of a switch check box (switchable charts)
 
 
 def elide_words(fm: QFontMetrics, text: str, width: int) -> str:
@@ -56,6 +57,8 @@ class ContributionChart(QWidget):
     concept's row emits its id."""
 
     conceptClicked = Signal(int)
+    #: a concept bar's check box was clicked (switch the concept off; True: with its subtree, Shift)
+    switchToggled = Signal(int, bool)
 
     def __init__(self, parent: QWidget | None = None, top: int = 12,
                  name_of: Callable[[int], str] | None = None):
@@ -71,6 +74,7 @@ class ContributionChart(QWidget):
         self._hidden: frozenset[int] = frozenset()
         self._given: tuple[list, float | None, str] | None = None   # what set_contributions was given
         self._highlight = -1
+        self.switchable = False  # a check box before each concept bar (gui.whatif turns it on)
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
 
@@ -223,9 +227,21 @@ class ContributionChart(QWidget):
         self.update()
 
     # ------------------------------------------------------------------ events
+    def box_rect(self, i: int) -> QRect:
+        """The check box of concept bar ``i`` (left of its label), when :attr:`switchable`."""
+        row = self._row_rect(i)
+        return QRect(2, row.top() + (_ROW - _BOX) // 2, _BOX, _BOX)
+
+    def _box(self) -> int:
+        return _BOX + 2 if self.switchable else 0
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
         i = self._row_at(event.position().toPoint())
-        if event.button() == Qt.MouseButton.LeftButton and 0 <= i < len(self._bars):
+        if (event.button() == Qt.MouseButton.LeftButton and 0 <= i < len(self._bars) and self.switchable
+                and event.position().x() < self._box() + 2):
+            shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            self.switchToggled.emit(self._bars[i][0], shift)
+        elif event.button() == Qt.MouseButton.LeftButton and 0 <= i < len(self._bars):
             self.conceptClicked.emit(self._bars[i][0])
         super().mousePressEvent(event)
 
@@ -247,7 +263,7 @@ class ContributionChart(QWidget):
 
     def drawn_labels(self) -> list[str]:
         """The row labels as painted at the current width (elided where they do not fit)."""
-        fm, width = QFontMetrics(self.font()), self._label_width() - _PAD
+        fm, width = QFontMetrics(self.font()), self._label_width() - _PAD - self._box()
         labels = []
         for label, _, _, concept in self._rows():
             if (concept < 0 and self._rest and label.endswith(("other concept", "other concepts"))
@@ -278,7 +294,11 @@ class ContributionChart(QWidget):
         for i, ((_, value, colour, concept), shown) in enumerate(zip(rows, self.drawn_labels())):
             row = self._row_rect(i)
             p.setPen(text)
-            p.drawText(QRect(_PAD, row.top(), label_w - _PAD, _ROW),
+            if self.switchable and concept >= 0:  # checked: the concept is on; a click switches it off
+                box = QStyleOptionButton()
+                box.rect, box.state = self.box_rect(i), QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_On
+                self.style().drawPrimitive(QStyle.PrimitiveElement.PE_IndicatorCheckBox, box, p, self)
+            p.drawText(QRect(_PAD + self._box(), row.top(), label_w - _PAD - self._box(), _ROW),
                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, shown)
             rect = self.bar_rect(i)
             p.fillRect(rect, colour)

@@ -52,10 +52,13 @@ class QtConceptTreeModel(QAbstractItemModel):
     rowsAboutToChange = Signal()
     activationsChanged = Signal()
     nameChanged = Signal(int)        # concept id
+    switchToggled = Signal(int)      # concept id whose "switched on" check box the user clicked (gui.whatif)
 
     def __init__(self, document, parent: QObject | None = None):
         super().__init__(parent)
         self._document = document
+        #: check boxes on the active concepts' names ("switched on"; gui.whatif sets it), and those switched off
+        self.switchable, self._off = False, frozenset()
         self._rebuild()
         document.modelChanged.connect(self._on_model_changed)
         document.analysisChanged.connect(self._on_analysis_changed)
@@ -200,6 +203,8 @@ class QtConceptTreeModel(QAbstractItemModel):
             return float(self._frequency[concept])
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(concept)
+        if role == Qt.ItemDataRole.CheckStateRole and column == Column.NAME and self._switch_shown(concept):
+            return Qt.CheckState.Unchecked if concept in self._off else Qt.CheckState.Checked
         if column == Column.NAME and concept in self._marks:
             status = self._marks[concept]
             if role == Qt.ItemDataRole.FontRole and status == "rejected":
@@ -219,6 +224,32 @@ class QtConceptTreeModel(QAbstractItemModel):
         if candidates:
             lines.append("Candidates: " + ", ".join(f"{c.term} ({c.score:.2f})" for c in candidates[:5]))
         return escaped_tooltip("\n".join(lines))
+
+    def _switch_shown(self, concept: int) -> bool:
+        return self.switchable and (self._activation[concept] > 0 or concept in self._off)
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        if index.isValid() and index.column() == Column.NAME and self._switch_shown(index.internalId()):
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def setData(self, index: QModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        """A click on a check box asks for the switch (gui.whatif decides, undoably, and calls
+        :meth:`set_switched_off`); the box follows the state, not the click."""
+        if role != Qt.ItemDataRole.CheckStateRole or not index.isValid() or index.column() != Column.NAME:
+            return False
+        self.switchToggled.emit(int(index.internalId()))
+        return True
+
+    def set_switched_off(self, concepts) -> None:
+        """Uncheck ``concepts`` (switched off) and check every other active concept."""
+        new = frozenset(int(j) for j in concepts)
+        changed, self._off = new ^ self._off, new
+        for j in changed:
+            if 0 <= j < self.n_concepts:
+                index = self.index_of(j, Column.NAME)
+                self.dataChanged.emit(index, index, [Qt.ItemDataRole.CheckStateRole])
 
     def set_marks(self, statuses: Mapping[int, str]) -> None:
         """Show each concept's review status in its name: accepted green, renamed blue, flagged
