@@ -11,6 +11,7 @@ on one process. No scheduler of our own: placement, restarts and node lists are 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,7 @@ class DistContext:
 SINGLE = DistContext()
 
 
-def launched_by_torchrun(environ: dict[str, str] | None = None) -> bool:
+def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process was started as one rank of several (``WORLD_SIZE`` > 1)."""
     env = os.environ if environ is None else environ
     return all(k in env for k in _ENV) and int(env.get("WORLD_SIZE", "1")) > 1
@@ -99,7 +100,7 @@ def choose_backend(device_type: str) -> str:
     return "gloo"
 
 
-def from_environment(device_type: str = "cpu", environ: dict[str, str] | None = None) -> DistContext:
+def from_environment(device_type: str = "cpu", environ: Mapping[str, str] | None = None) -> DistContext:
     """The context of this process: joins torchrun's process group (once) when launched by it,
     else :data:`SINGLE`. ``device_type`` ("cuda" or "cpu") picks the backend."""
     env = os.environ if environ is None else environ

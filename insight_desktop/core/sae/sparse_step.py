@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..dist import SINGLE, DistContext
+from .distributed import batch_topk_indices_global
 from .losses import aux_k_for
 from .model import MatryoshkaSAE
-from .topk import batch_topk_indices
 
 
 @dataclass
@@ -59,12 +60,15 @@ class StepStats:
 
 
 @torch.no_grad()
-def select(sae: MatryoshkaSAE, x: torch.Tensor, k: int) -> Selection:
-    """Encoder forward + BatchTopK, without building dense codes."""
+def select(sae: MatryoshkaSAE, x: torch.Tensor, k: int, dist: DistContext = SINGLE) -> Selection:
+    """Encoder forward + BatchTopK, without building dense codes.
+
+    On several ranks ``x`` is this rank's slice and the k·N kept entries are those of the global
+    batch (:func:`.distributed.batch_topk_indices_global`)."""
     x = x.to(sae.W_enc.dtype)
     xc = x - sae.b_dec
     a = torch.addmm(sae.b_enc, xc, sae.W_enc).relu_()
-    flat = batch_topk_indices(a, k)
+    flat = batch_topk_indices_global(a, k, dist)
     m = a.shape[1]
     rows = torch.div(flat, m, rounding_mode="floor")
     return Selection(x, xc, a, rows, flat - rows * m, a.view(-1)[flat])
@@ -72,10 +76,17 @@ def select(sae: MatryoshkaSAE, x: torch.Tensor, k: int) -> Selection:
 
 @torch.no_grad()
 def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | None,
-                   aux_alpha: float) -> StepStats:
-    """Loss of docs/method.md §2 for a selection; sets ``.grad`` of all four parameters (overwriting)."""
+                   aux_alpha: float, dist: DistContext = SINGLE, n_global: int | None = None) -> StepStats:
+    """Loss of docs/method.md §2 for a selection; sets ``.grad`` of all four parameters (overwriting).
+
+    On several ranks (``dist``), ``sel`` holds this rank's slice of a global batch of ``n_global``
+    tokens: means are over the global batch, so the loss and the returned statistics are the
+    global ones and the gradients set here are this rank's share: their sum over the ranks
+    (:func:`.distributed.all_reduce_grads`) is the single-process gradient of the global batch.
+    """
     W_dec = sae.W_dec
     B, d = sel.x.shape
+    N = B if n_global is None else n_global                       # tokens in the global batch
     m, G = W_dec.shape[0], len(sae.config.group_sizes)
     level = _levels(sae)
 
@@ -88,20 +99,23 @@ def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | N
                         include_last_offset=True).view(G, B, d)
     R = R.cumsum_(0).neg_().add_(sel.xc)          # R_g = x − x̂⁽ᵍ⁾ (b_dec cancels: xc = x − b_dec)
     per_group = R.square().sum(dim=(1, 2))        # [G]
-    rec = per_group.sum() / (G * G * B)           # (1/G²)·Σ_g, see .losses
     residual = R[G - 1]
-    centred = sel.x - sel.x.mean(0)
+    centred = sel.x - _mean0(sel.x, dist, N)
     total_var = centred.square().sum()
-    mse = per_group[G - 1] / B
+    if dist.distributed:
+        sums = dist.all_reduce_sum(torch.cat([per_group, total_var.reshape(1)]))
+        per_group, total_var = sums[:G], sums[G]
+    rec = per_group.sum() / (G * G * N)           # (1/G²)·Σ_g, see .losses
+    mse = per_group[G - 1] / N
     fvu = per_group[G - 1] / total_var
 
     # ---- AuxK (reads the residual before R is overwritten by its gradient) ----
-    aux = _aux_loss_and_grads(sae, sel, residual, dead, aux_alpha) if dead is not None else None
+    aux = _aux_loss_and_grads(sae, sel, residual, dead, aux_alpha, dist, N) if dead is not None else None
     aux_loss = aux[0] if aux is not None else torch.zeros((), device=R.device, dtype=R.dtype)
 
     # ---- backward of the reconstruction term ----
-    # dL/dR_g = 2/(G²B)·R_g; dL/d(partial_g) = −Σ_{g' ≥ g} dL/dR_g' (reverse cumsum, in place).
-    Q = R.mul_(-2.0 / (G * G * B))
+    # dL/dR_g = 2/(G²N)·R_g; dL/d(partial_g) = −Σ_{g' ≥ g} dL/dR_g' (reverse cumsum, in place).
+    Q = R.mul_(-2.0 / (G * G * N))
     for g in range(G - 2, -1, -1):
         Q[g].add_(Q[g + 1])
     Qf = Q.view(G * B, d)
@@ -125,17 +139,36 @@ def loss_and_grads(sae: MatryoshkaSAE, sel: Selection, *, dead: torch.Tensor | N
     _set_grad(sae.W_dec, gW_dec)
     _set_grad(sae.b_dec, gb_dec)
 
+    if dist.distributed:
+        return _global_stats(rec + aux_alpha * aux_loss, mse, aux_loss, fvu, sel, dist, N)
     min_kept = sel.vals.min() if sel.vals.numel() else torch.zeros((), device=R.device)
     return StepStats(rec + aux_alpha * aux_loss, mse, aux_loss, fvu,
                      torch.tensor(sel.vals.numel() / B), min_kept)
 
 
-def _aux_loss_and_grads(sae, sel: Selection, residual, dead, alpha):
+def _mean0(t: torch.Tensor, dist: DistContext, n: int) -> torch.Tensor:
+    """Mean over the rows of the global batch (``t.mean(0)`` on one process)."""
+    return dist.all_reduce_sum(t.sum(0)) / n if dist.distributed else t.mean(0)
+
+
+def _global_stats(loss, mse, aux_loss, fvu, sel: Selection, dist: DistContext, n: int) -> StepStats:
+    """StepStats of the global batch: l0 over all kept entries, the smallest value kept on any rank."""
+    dev, big = sel.vals.device, torch.finfo(sel.vals.dtype).max
+    local_min = sel.vals.min() if sel.vals.numel() else torch.tensor(big, device=dev, dtype=sel.vals.dtype)
+    kept = dist.all_reduce_sum(torch.tensor([float(sel.vals.numel())], device=dev))
+    low = -dist.all_reduce_max(-local_min.reshape(1))[0]              # min over ranks = −max(−min)
+    min_kept = low if float(low) < big else torch.zeros((), device=dev)  # nothing kept anywhere: 0, as on one
+    return StepStats(loss, mse, aux_loss, fvu, torch.tensor(float(kept[0]) / n), min_kept)
+
+
+def _aux_loss_and_grads(sae, sel: Selection, residual, dead, alpha, dist: DistContext = SINGLE,
+                        N: int | None = None):
     """AuxK: the dead latents' top-k_aux pre-activations per token regress the residual."""
     dead_idx = torch.nonzero(dead).squeeze(1)
     if dead_idx.numel() == 0:
         return None
     B, d = residual.shape
+    N = B if N is None else N                                     # tokens in the global batch
     m = sae.W_dec.shape[0]
     k_aux = aux_k_for(d, dead_idx.numel())
     u, pos = sel.a.index_select(1, dead_idx).topk(k_aux, dim=1, sorted=False)
@@ -146,12 +179,15 @@ def _aux_loss_and_grads(sae, sel: Selection, residual, dead, alpha):
     e_hat = F.embedding_bag(acols, sae.W_dec, crow, mode="sum", per_sample_weights=u,
                             include_last_offset=True)             # decoded without bias
     diff = residual - e_hat
-    num = diff.square().sum() / B
-    den = (residual - residual.mean(0)).square().sum() / B
+    num = diff.square().sum()
+    den = (residual - _mean0(residual, dist, N)).square().sum()
+    if dist.distributed:                                          # both sums over the global batch
+        num, den = dist.all_reduce_sum(torch.stack([num, den])).unbind()
+    num, den = num / N, den / N
     loss = num / den
     if not bool(torch.isfinite(loss)):                            # NaN → 0 (and no gradient)
         return None
-    H = diff.mul_(-2.0 * alpha / (B * den))                       # α·∂L_aux/∂ê
+    H = diff.mul_(-2.0 * alpha / (N * den))                       # α·∂L_aux/∂ê
     g_u = _sampled_dot(crow, acols, H, sae.W_dec) * (u > 0)       # ReLU' = 0 at zero
     rows = torch.arange(B, device=u.device).repeat_interleave(k_aux)
     by_col = torch.argsort(acols, stable=True)

@@ -21,8 +21,9 @@ from typing import Callable
 import torch
 
 from ..devices import resolve_device
-from . import sparse_step
-from .checkpoint import TrainerState, has_checkpoint, load_checkpoint, save_checkpoint
+from ..dist import SINGLE, DistContext
+from . import distributed, sparse_step
+from .checkpoint import CHECKPOINT_FILE, TrainerState, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import SAEConfig, TrainConfig
 from .data import ArrayTokenSource, TokenSource
 from .errors import SAEError
@@ -71,7 +72,7 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
               device: str = "auto", checkpoint_dir: Path | None = None, resume: bool = True,
               on_progress: Callable[[TrainProgress], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              on_plan: Callable[[RunPlan], None] | None = None) -> TrainResult:
+              on_plan: Callable[[RunPlan], None] | None = None, dist: DistContext = SINGLE) -> TrainResult:
     """Train an SAE on ``source``; ``total_steps = ceil(epochs × num_batches)``.
 
     With ``checkpoint_dir`` a resumable checkpoint is written every ``checkpoint_every`` steps and
@@ -79,6 +80,12 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     weights as an uninterrupted run; "auto" values are those the run started with).
     ``on_plan`` receives the resolved training values once, before the first step;
     ``should_stop`` is polled after every step.
+
+    With ``dist`` (several processes, torchrun) every rank iterates the same global batches of
+    ``batch_tokens`` and trains on its slice of each, with the gradients and batch statistics
+    reduced over the ranks (:mod:`.distributed`): the run is the single-process run. Only rank 0
+    writes the checkpoint; resuming reads it on every rank, on any number of ranks (shared folder).
+    ``should_stop`` stops all ranks together when it returns True on any of them.
     """
     tc = train_config
     if source.d != sae_config.d_in:
@@ -93,7 +100,7 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     counter = torch.zeros(sae_config.n_concepts, dtype=torch.long, device=dev)
     state = TrainerState(seed=tc.seed, sae_config=sae_config.to_dict(), threshold_updates=0, aux_steps=0, max_dead=0)
     kept = None
-    if resume and ckpt_dir is not None and has_checkpoint(ckpt_dir):
+    if resume and ckpt_dir is not None and distributed.checkpoint_everywhere(has_checkpoint(ckpt_dir), ckpt_dir, dist):
         state, counter = load_checkpoint(ckpt_dir, sae, optimizer, sae_config, tc)
         kept = state.train_config
     plan = plan_run(tc, n_tokens=source.n_tokens, n_batches=n_batches, total_steps=total_steps, kept=kept)
@@ -102,21 +109,25 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
     if on_plan is not None:
         on_plan(plan)
 
-    loop = _Loop(sae, optimizer, counter, state, tc, total_steps)
+    loop = _Loop(sae, optimizer, counter, state, tc, total_steps, dist)
     t0, tokens0, last, stopped = time.perf_counter(), state.tokens_seen, None, False
     while state.step < total_steps and not stopped:
         yielded = 0
-        for batch in source.iter_batches(tc.batch_tokens, epoch=state.epoch, seed=tc.seed, skip=state.batch_in_epoch):
+        for n_global, batch in distributed.rank_batches(source, tc.batch_tokens, epoch=state.epoch, seed=tc.seed,
+                                                        skip=state.batch_in_epoch, dist=dist):
             yielded += 1
-            stats = loop.step(torch.as_tensor(batch).to(device=dev, dtype=torch.float32))
+            stats = loop.step(torch.as_tensor(batch).to(device=dev, dtype=torch.float32), n_global)
             state.batch_in_epoch += 1
             rate = (state.tokens_seen - tokens0) / max(time.perf_counter() - t0, 1e-9)
             last = loop.progress(stats, rate)
             if on_progress is not None:
                 on_progress(last)
             if ckpt_dir is not None and tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
-                save_checkpoint(ckpt_dir, sae, optimizer, loop.counter, state)
-            if state.step >= total_steps or (should_stop is not None and should_stop()):
+                _save(ckpt_dir, sae, optimizer, loop.counter, state, dist)
+            stop = should_stop is not None and should_stop()
+            if dist.distributed:
+                stop = distributed.any_rank(stop, dist, dev)
+            if state.step >= total_steps or stop:
                 stopped = state.step < total_steps
                 break
         else:
@@ -126,7 +137,7 @@ def train_sae(source: TokenSource, sae_config: SAEConfig, train_config: TrainCon
         if state.batch_in_epoch >= n_batches:                      # ended exactly on an epoch boundary
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
-    path = save_checkpoint(ckpt_dir, sae, optimizer, loop.counter, state) if ckpt_dir is not None else None
+    path = _save(ckpt_dir, sae, optimizer, loop.counter, state, dist) if ckpt_dir is not None else None
     sae = sae.cpu().eval()
     for p in sae.parameters():
         p.grad = None
@@ -141,6 +152,16 @@ def training_record(state: TrainerState) -> dict:
             "aux_steps": state.aux_steps, "max_dead": state.max_dead}
 
 
+def _save(ckpt_dir: Path, sae, optimizer, counter, state: TrainerState, dist: DistContext) -> Path:
+    """Rank 0 writes the checkpoint (the state is the same on every rank); all wait until it is there."""
+    if not dist.distributed:
+        return save_checkpoint(ckpt_dir, sae, optimizer, counter, state)
+    if dist.is_main:
+        save_checkpoint(ckpt_dir, sae, optimizer, counter, state)
+    dist.barrier()
+    return ckpt_dir / CHECKPOINT_FILE
+
+
 def _adam(sae: MatryoshkaSAE, tc: TrainConfig) -> torch.optim.Optimizer:
     """Adam (no weight decay, eps 1e-8); the fused kernel where this torch has it (same maths, ~4× faster step)."""
     beta1, beta2 = tc.betas  # any pair: a caller may have passed a list
@@ -153,8 +174,10 @@ def _adam(sae: MatryoshkaSAE, tc: TrainConfig) -> torch.optim.Optimizer:
 class _Loop:
     """The per-step update, holding the mutable training state."""
 
-    def __init__(self, sae, optimizer, counter, state: TrainerState, tc: TrainConfig, total_steps: int):
+    def __init__(self, sae, optimizer, counter, state: TrainerState, tc: TrainConfig, total_steps: int,
+                 dist: DistContext = SINGLE):
         self.sae, self.optimizer, self.counter, self.state, self.tc = sae, optimizer, counter, state, tc
+        self.dist = dist
         self.total_steps = total_steps
         if tc.dead_tokens is None or tc.threshold_start_step is None:
             raise ValueError("the training loop needs a planned TrainConfig (plan_run fills its auto fields)")
@@ -162,19 +185,23 @@ class _Loop:
         self.params = list(sae.parameters())
         self.dead_fraction, self.n_dead = 0.0, 0
 
-    def step(self, x: torch.Tensor) -> sparse_step.StepStats:
-        sae, tc, st = self.sae, self.tc, self.state
+    def step(self, x: torch.Tensor, n_global: int | None = None) -> sparse_step.StepStats:
+        """One step on ``x``: the whole batch, or this rank's slice of a global batch of ``n_global`` tokens."""
+        sae, tc, st, dist = self.sae, self.tc, self.state, self.dist
+        n = x.shape[0] if n_global is None else n_global
         if st.step == 0:
-            sae.init_from_data(x, torch.Generator().manual_seed(tc.seed))
-        sel = sparse_step.select(sae, x, sae.config.k)
+            distributed.init_from_data(sae, x, torch.Generator().manual_seed(tc.seed), dist)
+        sel = sparse_step.select(sae, x, sae.config.k, dist)
         # Counters first, as dictionary_learning does: a latent that fires in this batch is not dead.
-        self.counter += x.shape[0]
-        self.counter[sel.fired(self.counter.numel())] = 0
+        self.counter += n
+        self.counter[distributed.fired_anywhere(sel.fired(self.counter.numel()), dist)] = 0
         dead = self.counter >= self.dead_tokens
         n_dead = self.n_dead = int(dead.sum())
         self.dead_fraction = n_dead / dead.numel()
-        stats = sparse_step.loss_and_grads(sae, sel, dead=dead if n_dead else None, aux_alpha=tc.aux_alpha)
+        stats = sparse_step.loss_and_grads(sae, sel, dead=dead if n_dead else None, aux_alpha=tc.aux_alpha,
+                                           dist=dist, n_global=n)
         del sel                                                    # frees the [B, m] pre-activations
+        distributed.all_reduce_grads(self.params, dist)           # no-op on one process
         if n_dead and st.aux_steps is not None:
             st.aux_steps += 1
         if st.max_dead is not None:
@@ -189,7 +216,7 @@ class _Loop:
         self.optimizer.step()
         sae.normalize_decoder_()
         st.step += 1
-        st.tokens_seen += x.shape[0]
+        st.tokens_seen += n
         return stats
 
     def progress(self, s: sparse_step.StepStats, rate: float) -> TrainProgress:
