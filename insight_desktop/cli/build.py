@@ -23,9 +23,7 @@ def _command_line(args) -> str:
 
 
 def cmd_build_model(args) -> int:
-    from tqdm import tqdm
-
-    from ..core.build import BuildOptions, BuildStopped, build_model
+    from ..core.build import BuildOptions
 
     if not Path(args.folder).is_dir():
         raise CLIError(f"'{args.folder}' is not a folder")
@@ -35,10 +33,50 @@ def cmd_build_model(args) -> int:
                            level_fractions=parse_levels(args.levels) if args.levels else None, train=train,
                            tau=args.tau, vocabularies=tuple(args.vocab), default_vocabularies=not args.no_default_vocab,
                            naming=args.naming, thumbnails_per_concept=args.thumbnails)
+    ctx = _process_group(args)
+    try:
+        return _build(args, options, ctx)
+    finally:
+        if ctx.distributed:
+            from ..core.dist import shutdown
+
+            shutdown()
+
+
+def _process_group(args):
+    """Under torchrun (or srun + torchrun) join its process group: one GPU per process
+    (``cuda:LOCAL_RANK``) when CUDA is used. A plain run: the single-process context."""
+    from ..core.dist import SINGLE, DistError, from_environment, launched_by_torchrun
+
+    if not launched_by_torchrun():
+        return SINGLE
+    from ..core.devices import resolve_device
+
+    device_type = resolve_device(args.device).type
+    try:
+        ctx = from_environment(device_type)
+    except DistError as exc:
+        raise CLIError(str(exc)) from None
+    if device_type == "cuda":
+        import torch
+
+        torch.cuda.set_device(ctx.local_rank)
+        args.device = f"cuda:{ctx.local_rank}"
+    return ctx
+
+
+def _build(args, options, ctx) -> int:
+    from tqdm import tqdm
+
+    from ..core.build import BuildStopped
+    from ..core.distributed_build import build_model_distributed
+
     backbone = backbone_from_args(args)
-    print_notices(backbone)
+    if ctx.is_main:
+        print_notices(backbone)
     bar_format = "{desc:<11} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
-    with graceful_interrupt() as stop, tqdm(total=1.0, disable=args.quiet, unit="", bar_format=bar_format) as bar:
+    quiet = args.quiet or not ctx.is_main  # one progress display: rank 0's
+    with graceful_interrupt() as stop, tqdm(total=1.0, disable=quiet, unit="", bar_format=bar_format) as bar:
         current = {"stage": None}
 
         def progress(p):
@@ -54,11 +92,16 @@ def cmd_build_model(args) -> int:
             bar.refresh()
 
         try:
-            out = build_model(args.folder, args.out, backbone, options, device=args.device, command=_command_line(args),
-                              keep_work=args.keep_work, on_progress=progress, should_stop=stop)
+            # one process (SINGLE): exactly build_model
+            out = build_model_distributed(args.folder, args.out, backbone, options, ctx, device=args.device,
+                                          command=_command_line(args), keep_work=args.keep_work,
+                                          on_progress=progress if ctx.is_main else None, should_stop=stop)
         except BuildStopped as exc:
-            print(str(exc), file=sys.stderr)
+            if ctx.is_main:
+                print(str(exc), file=sys.stderr)
             return 130
+    if not ctx.is_main:
+        return 0  # rank 0 writes the bundle and reports it
     from ..core.concepts.bundle import ConceptModel
     from ..core.inspect import training_lines
 

@@ -69,7 +69,8 @@ def build_model(source: str | Path, out: str | Path, backbone, options: BuildOpt
                 device: str = "auto", command: str = "", keep_work: bool = False,
                 on_progress: Callable[[StageProgress], None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Path:
-    """Build a concept-model bundle from the images under ``source``; returns the bundle path."""
+    """Build a concept-model bundle from the images under ``source``; returns the bundle path.
+    (On several processes: :func:`~.distributed_build.build_model_distributed`.)"""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"'{out}' exists already: choose another --out")
@@ -82,6 +83,12 @@ def build_model(source: str | Path, out: str | Path, backbone, options: BuildOpt
     store = _features(source, work, backbone, options, report, stop)
     sae = _sae(store, work, options, device, report, stop)
     relations = _relations(store, sae, work, options, device, report, stop)
+    return _finish(source, out, work, backbone, options, store, sae, relations, command, keep_work, report, stop)
+
+
+def _finish(source, out: Path, work: Path, backbone, options: BuildOptions, store, sae, relations, command: str,
+            keep_work: bool, report, stop) -> Path:
+    """Names, thumbnails and the bundle (one process: the distributed build's rank 0)."""
     names = _names(sae, relations, work, backbone, options, report, stop)
     thumbs = _thumbnails(store, backbone, relations, work, options, report, stop)
 

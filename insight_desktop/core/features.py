@@ -28,6 +28,9 @@ from .images import ImageLoadError, find_images, load_image
 
 FORMAT = "insight-token-store"
 FORMAT_VERSION = 1
+#: a store joined from the parts of several processes (core/distributed_build.py) lists shards in
+#: sub-folders; older readers must refuse it rather than look for its shards in the root
+JOINED_FORMAT_VERSION = 2
 MANIFEST = "store.json"
 
 
@@ -59,6 +62,13 @@ def _shard_names(i: int) -> tuple[str, str]:
     return f"shard-{i:05d}.tokens.npy", f"shard-{i:05d}.index.npy"
 
 
+def shard_files(root: Path, shard: dict) -> tuple[Path, Path]:
+    """The two files of a manifest's shard entry; a joined store's entries name their part folder."""
+    folder = root / shard["part"] if "part" in shard else root
+    tok_name, idx_name = _shard_names(int(shard.get("part_id", shard["id"])))
+    return folder / tok_name, folder / idx_name
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     with atomic_output(path) as fh:
         np.save(fh, arr, allow_pickle=False)
@@ -78,19 +88,19 @@ class TokenStore:
             raise FeatureStoreError(f"cannot read '{manifest_path}': {exc}") from exc
         if self.manifest.get("format") != FORMAT:
             raise FeatureStoreError(f"'{manifest_path}' is not an Insight token store manifest")
-        if int(self.manifest.get("format_version", 0)) > FORMAT_VERSION:
+        if int(self.manifest.get("format_version", 0)) > JOINED_FORMAT_VERSION:
             raise FeatureStoreError(
                 f"'{self.root}' was written by a newer Insight Desktop (store format "
-                f"{self.manifest['format_version']}, this version reads up to {FORMAT_VERSION})")
+                f"{self.manifest['format_version']}, this version reads up to {JOINED_FORMAT_VERSION})")
         self.d = int(self.manifest["feature_dim"])
         self.images: list[dict] = self.manifest["images"]
         self._tokens: list[np.ndarray] = []
         self._index: list[np.ndarray] = []
         for shard in self.manifest["shards"]:
-            tok_name, idx_name = _shard_names(shard["id"])
+            tok_path, idx_path = shard_files(self.root, shard)
             try:
-                tok = np.load(self.root / tok_name, mmap_mode="r", allow_pickle=False)
-                idx = np.load(self.root / idx_name, mmap_mode="r", allow_pickle=False)
+                tok = np.load(tok_path, mmap_mode="r", allow_pickle=False)
+                idx = np.load(idx_path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise FeatureStoreError(f"token store '{self.root}': shard {shard['id']} is unreadable: {exc}") from exc
             if tok.shape != (shard["n_tokens"], self.d) or idx.shape != (shard["n_tokens"], 3):
@@ -136,7 +146,11 @@ class TokenStore:
 
     def image_index(self, i: int) -> np.ndarray:
         rec = self.images[i]
-        return self._index[rec["shard"]][rec["offset"]:rec["offset"] + rec["count"]]
+        rows = self._index[rec["shard"]][rec["offset"]:rec["offset"] + rec["count"]]
+        base = int(self.manifest["shards"][rec["shard"]].get("image_base", 0))
+        if base:  # a joined part numbers its images from 0; the store numbers them globally
+            rows = rows + np.array([base, 0, 0], dtype=rows.dtype)
+        return rows
 
     # -- TokenSource protocol ----------------------------------------------------------------
     def _epoch_batches(self, batch_tokens: int, epoch: int, seed: int) -> list[np.ndarray]:
@@ -162,7 +176,7 @@ class TokenStore:
 
     def summary(self) -> str:
         m = self.manifest
-        size = sum(f.stat().st_size for f in self.root.glob("shard-*.npy"))
+        size = sum(f.stat().st_size for shard in m["shards"] for f in shard_files(self.root, shard))
         return "\n".join([
             f"token store    {self.root}",
             f"backbone       {m['backbone']['id']}",
@@ -206,9 +220,12 @@ def extract_features(
     shard_tokens: int = 65536,
     on_progress: Callable[[ExtractionProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    root: str | Path | None = None,
 ) -> ExtractionSummary:
     """Extract dense features of every image under ``source`` (a folder, recursive, or a list of
-    files) into the store ``out``. Re-running on the same store resumes where it stopped."""
+    files) into the store ``out``. Re-running on the same store resumes where it stopped.
+    ``root``: the folder image paths are stored relative to, for a list of files (default: their
+    common folder) — one process's share of a folder keeps the folder's keys."""
     import torch
 
     if mode not in ("crop", "full"):
@@ -222,7 +239,7 @@ def extract_features(
         paths = find_images(root)
     else:
         paths = [Path(p) for p in source]
-        root = Path(_common_root(paths))
+        root = Path(root) if root is not None else Path(_common_root(paths))
     keys = [_key(p, root) for p in paths]
 
     settings = {"backbone": {"id": backbone.id, "spec": backbone.spec.to_dict()},
