@@ -124,7 +124,12 @@ class BuildModelDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel_build)
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.reject)
+        self.cluster_button = QPushButton("Build on a cluster…", enabled=False)
+        self.cluster_button.setToolTip("Write a Slurm script that builds this model on many GPUs instead of here")
+        self.cluster_button.clicked.connect(self.open_cluster_script)
+        self.cluster_dialog: QDialog | None = None
         buttons = QHBoxLayout()
+        buttons.addWidget(self.cluster_button)
         buttons.addStretch(1)
         for b in (self.build_button, self.cancel_button, self.close_button):
             buttons.addWidget(b)
@@ -233,6 +238,7 @@ class BuildModelDialog(QDialog):
             self.output_status.setText("An unfinished build into this file was found: Build continues it "
                                        "(with the same settings)." if resumable else "")
         self.build_button.setEnabled(self.job is None and self.image_count > 0 and ok_out)
+        self.cluster_button.setEnabled(self.job is None and self.image_count > 0 and bool(out))
 
     def request(self) -> BuildRequest:
         """The build the form describes."""
@@ -246,6 +252,14 @@ class BuildModelDialog(QDialog):
                             backbone=self.backbone_combo.currentData(),
                             dinoiser=self.dinoiser_edit.text().strip() or None,
                             device=self.device_combo.currentData(), options=options)
+
+    @Slot()
+    def open_cluster_script(self) -> None:
+        """Show the form's build as a torchrun command and a Slurm script to save (nothing runs here)."""
+        from .cluster_dialog import ClusterScriptDialog
+
+        self.cluster_dialog = ClusterScriptDialog(self.request(), self)
+        self.cluster_dialog.open()
 
     # ------------------------------------------------------------------ running
     @Slot()
