@@ -137,12 +137,14 @@ def open_images(window: ImagesWindow, paths: Sequence[str | Path], index: int = 
 
 
 def open_folder(window: ImagesWindow, folder: str | Path) -> None:
-    """Every image of ``folder`` (natural order), from its first readable one; a message when it holds none."""
+    """Every image of ``folder`` (natural order), from its first readable one; a folder whose images
+    are all in sub-folders (a dataset's ``healthy/`` and ``diseased/``) opens those; a message when
+    it holds none."""
     from .dialogs import show_error
     from .widgets.filmstrip import images_in_folder
 
     folder = Path(folder)
-    paths = images_in_folder(folder)
+    paths = images_in_folder(folder) or images_in_folder(folder, recursive=True)
     if not paths:
         show_error(window, "No images in this folder",  # type: ignore[arg-type]
                    f"'{folder}' holds no image files Insight can read.")

@@ -210,3 +210,16 @@ def test_page_down_while_an_image_is_on_its_way_counts_from_it(qtbot, window, tm
     gate.set()
     settle(qtbot, window)
     assert shown(window) == "p3.png" and window.position.text() == "3 / 4"
+
+
+def test_a_folder_whose_images_are_all_in_sub_folders_opens_them(qtbot, window, tmp_path):
+    """A dataset root (healthy/, diseased/) opens its sub-folders' images instead of refusing."""
+    root = tmp_path / "dataset"
+    for sub, colour in (("healthy", (0, 200, 0)), ("diseased", (200, 0, 0))):
+        (root / sub).mkdir(parents=True)
+        Image.new("RGB", (40, 30), colour).save(root / sub / "x.png")
+    window.open_folder(root)
+    settle(qtbot, window)
+    assert no_modal_box(window)
+    assert [p.relative_to(root).as_posix() for p in window.images] == ["diseased/x.png", "healthy/x.png"]
+    assert window.document.image_path == root / "diseased" / "x.png"
