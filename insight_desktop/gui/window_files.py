@@ -29,7 +29,7 @@ from .session import (
 from .window_navigation import NOTICE_MS
 
 MODEL_FILTER = "Concept models (*.zip manifest.json);;All files (*)"
-DEFAULT_SAMPLE = "chelsea.png"
+DEFAULT_SAMPLE = "rocket.jpg"  # its strongest concepts on the demo model: rocket, shipyard, missile
 
 
 class FilesWindow(Protocol):
