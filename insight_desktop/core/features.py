@@ -174,6 +174,25 @@ class TokenStore:
         for group in self._epoch_batches(batch_tokens, epoch, seed)[skip:]:
             yield np.concatenate([self.image_tokens(int(i)) for i in group]).astype(np.float32, copy=False)
 
+    def iter_batch_slices(self, batch_tokens: int, *, epoch: int = 0, seed: int = 0, skip: int = 0,
+                          rank: int = 0, world_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+        """``(tokens in the global batch, rank ``rank``'s rows ⌊N·r/W⌋ … ⌊N·(r+1)/W⌋ of it)`` for each
+        batch of :meth:`iter_batches`, reading only those rows from the memory-mapped shards, so
+        ``world_size`` ranks read (and convert) each batch once between them instead of once each.
+        The rows are those ``sae.distributed.shard_rows`` cuts (this layer cannot import it)."""
+        for group in self._epoch_batches(batch_tokens, epoch, seed)[skip:]:
+            counts = [int(self.images[int(i)]["count"]) for i in group]
+            n = sum(counts)
+            lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+            out = np.empty((hi - lo, self.d), dtype=np.float32)   # read and convert in one pass
+            start = 0
+            for i, c in zip(group, counts):
+                a, b = max(lo - start, 0), min(hi - start, c)
+                if a < b:
+                    out[start + a - lo:start + b - lo] = self.image_tokens(int(i))[a:b]
+                start += c
+            yield n, out
+
     def summary(self) -> str:
         m = self.manifest
         size = sum(f.stat().st_size for shard in m["shards"] for f in shard_files(self.root, shard))
