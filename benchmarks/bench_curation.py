@@ -12,22 +12,13 @@ the ratio says how much the curation adds on top of what the disk costs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed
 
 from insight_desktop.core.curation import Curation, load_curation
 from insight_desktop.core.fileio import atomic_write_bytes
-
-
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -17,18 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "dog", "person", "grass", "sky", "building", "flower", "car"]
-
-
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
