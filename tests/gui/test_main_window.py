@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from insight_desktop.core.paths import resource_path
 from insight_desktop.gui.settings import AppSettings
+from insight_desktop.gui.window_files import DEFAULT_SAMPLE
 from tests.gui.conftest import wait_for_analysis, zoom_on
 
 CHELSEA = resource_path("samples", "chelsea.png")
@@ -390,5 +391,6 @@ def test_a_last_session_whose_images_are_gone_falls_back_to_the_samples(qtbot, t
     qtbot.addWidget(again)
     again.start()
     settle(qtbot, again)
-    assert again.document.image_path == CHELSEA and not [b for b in again.findChildren(QMessageBox) if b.isVisible()]
+    assert again.document.image_path == resource_path("samples", DEFAULT_SAMPLE)
+    assert not [b for b in again.findChildren(QMessageBox) if b.isVisible()]
     again.close()

@@ -19,6 +19,7 @@ from insight_desktop.gui.session import (
     save_session,
     session_from_document,
 )
+from insight_desktop.gui.window_files import DEFAULT_SAMPLE
 
 
 def _png(path, value=0):
@@ -286,7 +287,7 @@ def test_a_broken_last_session_falls_back_to_the_samples_and_is_kept_aside(qtbot
         qtbot.addWidget(w)
         w.status.set_device_choice("cpu")
         w.start()
-        qtbot.waitUntil(lambda w=w: w.document.image_path == resource_path("samples", "chelsea.png"),
+        qtbot.waitUntil(lambda w=w: w.document.image_path == resource_path("samples", DEFAULT_SAMPLE),
                         timeout=30_000)
         assert not [b for b in w.findChildren(QMessageBox) if b.isVisible()]  # a notice, not a dialog
         notice = w.statusBar().currentMessage()
