@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from .common import (
     atomic_text,
     finite,
     graceful_interrupt,
-    is_user_facing,
     open_analyzer,
+    skip_reason,
 )
 
 #: long side of the heatmap and overlay pictures (the label mask keeps the image size)
@@ -88,8 +87,7 @@ def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
     from ..core.engine import AnalysisStopped
-    from ..core.errors import user_message
-    from ..core.images import ImageLoadError, load_image
+    from ..core.images import load_image
 
     classes = _classes(args)
     if args.top < 0:
@@ -119,11 +117,7 @@ def cmd_analyze(args) -> int:
                 print("stopped", file=sys.stderr)
                 return 130
             except Exception as exc:  # noqa: BLE001 — one image's failure is reported, the batch goes on
-                if os.environ.get("INSIGHT_DEBUG"):
-                    raise
-                why = (exc.reason if isinstance(exc, ImageLoadError) else user_message(exc) if is_user_facing(exc)
-                       else f"{type(exc).__name__}: {exc}")
-                tqdm.write(f"skipped {path}: {why}", file=sys.stderr)
+                tqdm.write(f"skipped {path}: {skip_reason(exc)}", file=sys.stderr)
                 failed.append(path)
                 continue
             if not args.quiet:

@@ -140,6 +140,21 @@ def is_user_facing(exc: BaseException) -> bool:
     return isinstance(exc, kinds)
 
 
+def skip_reason(exc: BaseException) -> str:
+    """Why one image of a batch was skipped, in words (a user-facing error's message, else the
+    exception's type and text); with ``INSIGHT_DEBUG`` set the error is raised instead."""
+    import os
+
+    from ..core.errors import user_message
+    from ..core.images import ImageLoadError
+
+    if os.environ.get("INSIGHT_DEBUG"):
+        raise exc
+    if isinstance(exc, ImageLoadError):
+        return exc.reason
+    return user_message(exc) if is_user_facing(exc) else f"{type(exc).__name__}: {exc}"
+
+
 # -- what the subcommands that use a concept model share ----------------------------------------
 def open_analyzer(args):
     """The Analyzer of ``--model`` on ``--device``; its notices go to stderr."""

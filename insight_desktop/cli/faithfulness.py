@@ -5,13 +5,12 @@ switching off random concepts (:func:`..core.tasks.deletion.deletion_curve`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .common import CLIError, add_model_args, graceful_interrupt, is_user_facing, open_analyzer
+from .common import CLIError, add_model_args, graceful_interrupt, open_analyzer, skip_reason
 
 #: classes used without --classes: the demo photos' categories (docs/demo-model.md)
 DEFAULT_CLASSES = ("animal", "object", "plant", "food", "vehicle", "landscape", "person", "building")
@@ -97,8 +96,7 @@ def cmd_faithfulness(args) -> int:
     from tqdm import tqdm
 
     from ..core.engine import AnalysisStopped
-    from ..core.errors import user_message
-    from ..core.images import ImageLoadError, load_image
+    from ..core.images import load_image
 
     if args.steps < 1 or args.seeds < 1:
         raise CLIError("--steps and --seeds must be 1 or more")
@@ -115,11 +113,7 @@ def cmd_faithfulness(args) -> int:
                 print("stopped", file=sys.stderr)
                 return 130
             except Exception as exc:  # noqa: BLE001 — one image's failure is reported, the others go on
-                if os.environ.get("INSIGHT_DEBUG"):
-                    raise
-                why = (exc.reason if isinstance(exc, ImageLoadError) else user_message(exc) if is_user_facing(exc)
-                       else f"{type(exc).__name__}: {exc}")
-                tqdm.write(f"skipped {path}: {why}", file=sys.stderr)
+                tqdm.write(f"skipped {path}: {skip_reason(exc)}", file=sys.stderr)
                 failed.append(str(path))
                 continue
             per_image.append({"image": str(path), "name": path.name, "curves": curves})

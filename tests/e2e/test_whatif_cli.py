@@ -12,6 +12,7 @@ from insight_desktop.cli import main
 from insight_desktop.core.engine import Analyzer
 from insight_desktop.core.tasks.whatif import switch_off
 from tests.core.fakes import random_sae, write_test_bundle
+from tests.e2e.test_analyze_cli import picture
 
 CLASSES = "sky,grass,road"
 
@@ -19,15 +20,6 @@ CLASSES = "sky,grass,road"
 @pytest.fixture
 def bundle(tmp_path, tiny_backbone):
     return write_test_bundle(tmp_path / "model.zip", tiny_backbone, random_sae(tiny_backbone.feature_dim, 64, k=4))
-
-
-def picture(h, w, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[:] = rng.integers(0, 256, 3)
-    rgb[h // 3:, : w // 2] = rng.integers(0, 256, 3)
-    rgb[h // 2:, w // 2:] = rng.integers(0, 256, 3)
-    return rgb
 
 
 def test_analyze_ablate_prints_the_planted_change(tmp_path, bundle, capsys):
