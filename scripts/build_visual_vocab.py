@@ -18,8 +18,12 @@ frequent English words are abstract. This vocabulary keeps only words for what a
    sense is concrete and it has ≥ 4 letters: "yogurt" stays, "max" and "eds" go) and its noun sense lies in a concrete
    lexicographer file (:data:`CONCRETE_LEXNAMES`: animals, artifacts, body, food, natural
    objects, plants, substances) — its most frequent sense, or its second when the first is a
-   group or a place ("church", "bank"). Words that are mostly names ("Roberts") are dropped;
-   people words only among the :data:`PERSON_TOP` most frequent words. Kept words are written in their singular form.
+   group or a place ("church", "bank"). Words that are mostly names ("Roberts") are dropped, and
+   so are things no photo shows (:data:`NOT_SEEN_UNDER`: kinship, hormones, gases, chemicals,
+   internal organs, …; :data:`NOT_SEEN`: the abstract words WordNet files as things) unless
+   :data:`SEEN_ANYWAY` ("water", "salt"). Kept words are written in their singular form.
+5. **People** — only the hand-written :data:`PEOPLE` (what a photo can tell: "woman",
+   "soldier", "diver"); WordNet's person words ("sister", "chairman", "friend") are not visible.
 
 WordNet 3.0 comes from the Debian package ``wordnet-base`` (fetched with ``apt-get download``
 into the demo-photo cache, or ``--wordnet DIR`` pointing at a ``dict`` folder). Output is
@@ -42,7 +46,28 @@ ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "resources" / "vocab"
 MIN_DEPTH = 5
 MIN_COVER = 3
-PERSON_TOP = 1500
+#: ancestors (lemma, lexname) whose descendants no photo shows: a sister looks like a woman,
+#: testosterone and oxygen look like nothing
+NOT_SEEN_UNDER = (("relative", "person"), ("hormone", "body"), ("neurotransmitter", "substance"),
+                  ("enzyme", "substance"), ("protein", "substance"), ("vitamin", "substance"),
+                  ("atom", "substance"), ("gas", "substance"), ("chemical element", "substance"),
+                  ("compound", "substance"), ("body fluid", "body"), ("internal organ", "body"),
+                  ("genitalia", "body"), ("sex organ", "body"), ("gland", "body"),
+                  ("duct", "body"))
+#: words under those ancestors that photos do show
+SEEN_ANYWAY = frozenset("""
+water salt soap toothpaste nylon tar gasoline petrol resin flint lime soda charcoal graphite tin
+platinum blood smoke oil fat grease
+""".split())
+#: abstract or invisible words WordNet files under a concrete lexicographer file (a "corporation"
+#: is a paunch, a "calculus" a stone), and drugs and doses
+NOT_SEEN = frozenset("""
+corporation stuff fraction cache hash mine links segment calculus counterfeit fake dose embryo gene
+chromosome neuron receptor pathway tract anterior region nude publication website drug medication
+narcotic cocaine heroin meth morphine opium dope antidote generic bayer elvis sens marc acoustic
+botanical buns tit fanny arse des costa optic marcel canine orb lobe radical builder buffer
+formulation inhibitor substrate matrix suspension solution filling packing penis
+""".split())
 #: first senses that often shadow a concrete second one ("church": the body of Christians, then
 #: the building; "bank": the institution, then the building)
 SECOND_SENSE_OK = frozenset({"group", "location"})
@@ -88,6 +113,14 @@ eye ear nose mouth lip tooth teeth face head hand finger arm leg foot skin beard
 wheel tire headlight windshield engine handle lid cap button zipper strap buckle pocket
 collar sleeve screen keyboard lens label logo text letters sign pattern reflection
 """.split()
+
+PEOPLE = """
+person people man woman child boy girl baby toddler kid teenager adult lady guy crowd family couple
+player athlete runner cyclist swimmer diver surfer skier skater climber rider jockey dancer
+soldier police-officer firefighter astronaut pilot sailor chef cook waiter doctor nurse worker
+farmer fisherman musician singer guitarist drummer bride groom student tourist hiker
+""".split()
+PEOPLE = [w.replace("-", " ") for w in PEOPLE]
 
 MULTIWORD_SCENES = ("parking lot", "living room", "night sky", "traffic light", "street sign",
                     "brick wall", "wooden floor", "tiled floor", "blue sky", "cloudy sky",
@@ -155,10 +188,21 @@ def pos_tag_counts(folder: Path, pos: str) -> dict[str, int]:
     return counts
 
 
+def not_seen_ancestors(wn: WordNet) -> set[str]:
+    """Offsets of :data:`NOT_SEEN_UNDER` found in ``wn`` (the first sense of that lemma and lexname)."""
+    found = set()
+    for lemma, lexname in NOT_SEEN_UNDER:
+        sense = next((s for s in wn.senses(lemma) if s.lexname == lexname and lemma in s.lemmas), None)
+        if sense is not None:
+            found.add(sense.offset)
+    return found
+
+
 def concrete_words(wn: WordNet, english: list[str]) -> list[str]:
     verbs, adjs = pos_tag_counts(wn.folder, "verb"), pos_tag_counts(wn.folder, "adj")
+    unseen = not_seen_ancestors(wn)
     out = []
-    for rank, word in enumerate(english):
+    for word in english:
         lem = wn.lemma(word)
         if lem is None:
             continue
@@ -173,10 +217,13 @@ def concrete_words(wn: WordNet, english: list[str]) -> list[str]:
         senses = list(wn.senses(lem))
         if not senses or senses[0].proper:  # mostly a name: "Roberts", "Japan", "Jesus"
             continue
-        first = senses[0].lexname
-        second = senses[1].lexname if len(senses) > 1 else ""
-        if (first in CONCRETE_LEXNAMES or (first in SECOND_SENSE_OK and second in CONCRETE_LEXNAMES)
-                or (first == "person" and rank < PERSON_TOP)):
+        if senses[0].lexname in CONCRETE_LEXNAMES:
+            sense = senses[0]
+        elif senses[0].lexname in SECOND_SENSE_OK and len(senses) > 1 and senses[1].lexname in CONCRETE_LEXNAMES:
+            sense = senses[1]
+        else:
+            continue  # abstract, or a person (people come from PEOPLE only)
+        if lem in SEEN_ANYWAY or not (lem in NOT_SEEN or unseen & (wn.ancestors(sense.offset) | {sense.offset})):
             out.append(lem)
     return out
 
@@ -191,6 +238,7 @@ def build(wn: WordNet, english: list[str], imagenet: list[str], wnids: list[str]
         "textures": TEXTURES,
         "scenes": SCENES + list(MULTIWORD_SCENES),
         "stuff": STUFF_AND_PARTS,
+        "people": PEOPLE,
         "concrete": concrete_words(wn, english),
     }
 

@@ -16,7 +16,7 @@ from build_visual_vocab import concrete_words, hypernym_terms  # noqa: E402
 from wordnet_lite import WordNet  # noqa: E402
 
 LEX = {"Tops": 3, "act": 4, "animal": 5, "artifact": 6, "attribute": 7, "group": 14, "location": 15,
-       "person": 18, "state": 26}
+       "person": 18, "state": 26, "substance": 27}
 
 # offset, lexname, lemmas (capitalised = a name), hypernym offsets
 SYNSETS = [
@@ -42,6 +42,13 @@ SYNSETS = [
     ("00000020", "person", ["woman", "adult_female"], ["00000004"]),
     ("00000021", "artifact", ["mouse"], ["00000006"]),
     ("00000022", "attribute", ["ambassador"], ["00000001"]),
+    ("00000023", "person", ["relative", "relation"], ["00000004"]),
+    ("00000024", "person", ["sister", "sis"], ["00000023"]),
+    ("00000025", "Tops", ["substance", "matter"], ["00000002"]),
+    ("00000026", "substance", ["compound", "chemical_compound"], ["00000025"]),
+    ("00000027", "substance", ["water", "H2O"], ["00000026"]),
+    ("00000028", "substance", ["dioxide"], ["00000026"]),
+    ("00000029", "artifact", ["website", "web_site"], ["00000005"]),
 ]
 # lemma → (synset offsets most frequent first, noun tag count)
 NOUN_INDEX = {
@@ -51,7 +58,9 @@ NOUN_INDEX = {
     "spoon": (["00000011"], 2), "church": (["00000012", "00000013"], 20), "operating": (["00000014"], 1),
     "royal": (["00000015"], 1), "freedom": (["00000016"], 12), "madison": (["00000017", "00000018"], 2),
     "cat": (["00000019"], 18), "woman": (["00000020"], 40), "mouse": (["00000021"], 3),
-    "ambassador": (["00000022"], 4),
+    "ambassador": (["00000022"], 4), "relative": (["00000023"], 3), "sister": (["00000024"], 9),
+    "substance": (["00000025"], 5), "compound": (["00000026"], 4), "water": (["00000027"], 30),
+    "dioxide": (["00000028"], 1), "website": (["00000029"], 1),
 }
 VERB_TAGS = {"operate": 30, "operating": 20}
 ADJ_TAGS = {"royal": 25}
@@ -84,15 +93,18 @@ def test_concreteness_filter_keeps_things_and_drops_abstract_words(wordnet):
     english = ["operating", "royals", "freedom", "madison", "churches", "spoon", "cats", "women", "mice",
                "ambassadors", "unknownword"]
     kept = concrete_words(wordnet, english)
-    # plurals come back singular; "church" is kept for its second sense (the building)
-    assert kept == ["church", "spoon", "cat", "woman", "mouse"]
+    # plurals come back singular; "church" is kept for its second sense (the building); people
+    # words come from the PEOPLE list only
+    assert kept == ["church", "spoon", "cat", "mouse"]
 
 
-def test_people_words_need_to_be_frequent(wordnet, monkeypatch):
+def test_things_no_photo_shows_are_dropped(wordnet):
     import build_visual_vocab
 
-    monkeypatch.setattr(build_visual_vocab, "PERSON_TOP", 1)
-    assert concrete_words(wordnet, ["cats", "women"]) == ["cat"]
+    # kinship (under "relative") and chemicals (under "compound") go; "water" is seen anyway;
+    # "website" is an artifact to WordNet but is listed as not seen
+    assert concrete_words(wordnet, ["sisters", "dioxide", "water", "website", "spoons"]) == ["water", "spoon"]
+    assert "woman" in build_visual_vocab.PEOPLE and "sister" not in build_visual_vocab.PEOPLE
 
 
 def test_hypernyms_name_parents_below_the_abstract_top(wordnet):
@@ -119,6 +131,10 @@ def test_shipped_visual_vocabulary_is_concrete_and_clean():
     terms = set(vocab.terms)
     assert {"feline", "vessel", "container", "red", "wooden", "striped", "beach", "sky", "tabby cat"} <= terms
     assert not {"operating", "royals", "freeing", "ambassadors", "athletes", "churches"} & terms
+    # words that named demo concepts but that no photo shows
+    assert not {"sister", "son", "chairman", "testosterone", "oxygen", "hydrogen", "penis",
+                "liver", "vagina", "corporation"} & terms
+    assert {"woman", "soldier", "diver", "water", "oil", "iron", "hand", "beard"} <= terms
 
 
 def test_bundled_vocabularies_by_name():
