@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_demo_photos import MANIFEST, default_cache  # noqa: E402
 
 SIZE = 448
+#: concepts per patch; docs/demo-model.md explains why the demo model has more than the reference 12
+K = 12
 
 
 def training_photos(cache: Path, manifest: Path = MANIFEST) -> tuple[list[Image.Image], list[Image.Image]]:
@@ -131,15 +133,18 @@ def main(argv=None) -> int:
     p.add_argument("--scene-views", type=int, default=12, help="random crops per scene photo")
     p.add_argument("--cutout-views", type=int, default=3, help="composed views per cut-out")
     p.add_argument("--concepts", type=int, default=1024)
+    p.add_argument("--k", type=int, default=K, help="concepts per patch (BatchTopK)")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-views", type=Path, help="also copy the views into this folder (to look at them)")
+    p.add_argument("--work", type=Path, help="keep the views and the build's work folder here: running the "
+                                             "same command again resumes (default: a temporary folder)")
     args = p.parse_args(argv)
     t0 = time.monotonic()
     scenes, cutouts = training_photos(args.photos)
     backbone = create_backbone("demo-effnet-minilm", device="cpu")
     # 4 top patches per thumbnail keeps the bundle under 25 MB.
-    options = BuildOptions(size=SIZE, n_concepts=args.concepts, k=12, thumbnails_per_concept=4,
+    options = BuildOptions(size=SIZE, n_concepts=args.concepts, k=args.k, thumbnails_per_concept=4,
                            train={"epochs": args.epochs, "batch_tokens": 4096, "lr": 1e-3, "dead_tokens": 200_000,
                                   "threshold_start_step": 100, "seed": args.seed, "checkpoint_every": 0})
     last = {"stage": None}
@@ -150,16 +155,21 @@ def main(argv=None) -> int:
             print(f"[{time.monotonic() - t0:6.1f} s] {p.stage}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as tmp:
-        views = Path(tmp) / "views"
-        views.mkdir()
-        n = write_views(views, scenes, cutouts, scene_views=args.scene_views,
-                        cutout_views=args.cutout_views, seed=args.seed)
-        print(f"{n} views of {len(scenes)} scenes and {len(cutouts)} cut-outs", file=sys.stderr)
+        work = args.work or Path(tmp)
+        views = work / "views"
+        done = views / ".complete"  # the views of a --work folder are written once
+        if not done.exists():
+            views.mkdir(parents=True, exist_ok=True)
+            n = write_views(views, scenes, cutouts, scene_views=args.scene_views,
+                            cutout_views=args.cutout_views, seed=args.seed)
+            done.write_text(f"{n} views, seed {args.seed}\n")
+        print(f"{done.read_text().strip()} of {len(scenes)} scenes and {len(cutouts)} cut-outs", file=sys.stderr)
         if args.keep_views:
             args.keep_views.mkdir(parents=True, exist_ok=True)
-            for f in views.iterdir():
+            for f in views.glob("*.png"):
                 (args.keep_views / f.name).write_bytes(f.read_bytes())
-        tmp_out = Path(tmp) / "demo-concepts.zip"
+        tmp_out = work / "demo-concepts.zip"
+        tmp_out.unlink(missing_ok=True)  # a finished earlier build in the --work folder
         build_model(views, tmp_out, backbone, options, device="cpu", command="scripts/build_demo_model.py",
                     on_progress=progress)
         atomic_write_bytes(args.out, tmp_out.read_bytes())

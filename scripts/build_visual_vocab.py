@@ -60,13 +60,15 @@ water salt soap toothpaste nylon tar gasoline petrol resin flint lime soda charc
 platinum blood smoke oil fat grease
 """.split())
 #: abstract or invisible words WordNet files under a concrete lexicographer file (a "corporation"
-#: is a paunch, a "calculus" a stone), and drugs and doses
+#: is a paunch, a "calculus" a stone, a "work" an artifact), and drugs and doses; also left out
+#: of the hypernyms
 NOT_SEEN = frozenset("""
 corporation stuff fraction cache hash mine links segment calculus counterfeit fake dose embryo gene
 chromosome neuron receptor pathway tract anterior region nude publication website drug medication
 narcotic cocaine heroin meth morphine opium dope antidote generic bayer elvis sens marc acoustic
-botanical buns tit fanny arse des costa optic marcel canine orb lobe radical builder buffer
-formulation inhibitor substrate matrix suspension solution filling packing penis
+botanical buns fanny arse des costa optic marcel orb lobe radical builder buffer
+formulation inhibitor substrate matrix suspension solution filling packing penis female work loading
+infrastructure duff mina pathogen spawn
 """.split())
 #: first senses that often shadow a concrete second one ("church": the body of Christians, then
 #: the building; "bank": the institution, then the building)
@@ -169,10 +171,9 @@ def hypernym_terms(wn: WordNet, wnids: list[str], common: set[str]) -> list[str]
             continue
         lemmas = wn.synsets[a].lemmas
         common_lemma = next((lem for lem in lemmas if all(w in common for w in lem.split())), None)
-        if common_lemma is not None:
-            terms.append(common_lemma)
-        elif cover[a] >= MIN_COVER:
-            terms.append(lemmas[0])
+        term = common_lemma if common_lemma is not None else lemmas[0] if cover[a] >= MIN_COVER else None
+        if term is not None and term not in NOT_SEEN:
+            terms.append(term)
     return terms
 
 
