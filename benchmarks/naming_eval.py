@@ -17,6 +17,7 @@ import hashlib
 import re
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +35,8 @@ ALPHA_THRESHOLD = 128
 MIN_FOREGROUND = 0.05
 #: bump when evaluate() or the analysis it relies on changes what it computes (stale cached runs)
 RUN_VERSION = 1
+#: the bundle members an analysis reads (names and thumbnails do not change a run)
+ANALYSIS_MEMBERS = ("sae.safetensors", "relations.safetensors")
 _SUFFIX = re.compile(r" \(\d+\)$")
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
 STOP = frozenset("a an the of on in with and at to its by from for into over under".split())
@@ -236,10 +239,15 @@ def load_run(path: Path) -> ModelRun | None:
 
 def run_key(bundle: Path, backbone_id: str, photos: Sequence[Photo], classes: Sequence[str],
             backdrop_source: Path | None) -> str:
-    """What a model's run depends on: the bundle's and every photo's bytes, the backbone (its id
-    names its weights), the labels and classes, the backdrop and :data:`RUN_VERSION`."""
+    """What a model's run depends on: the bundle's SAE and relations (not its names or thumbnails:
+    a renamed model reuses the run), every photo's bytes, the backbone (its id names its
+    weights), the labels and classes, the backdrop and :data:`RUN_VERSION`."""
     h = hashlib.sha256(f"v{RUN_VERSION}\0{backbone_id}\0{chr(0).join(classes)}\0".encode())
-    for path in (bundle, *(p.path for p in photos), *((backdrop_source,) if backdrop_source else ())):
+    with zipfile.ZipFile(bundle) as z:
+        for member in ANALYSIS_MEMBERS:
+            with z.open(member) as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+    for path in (*(p.path for p in photos), *((backdrop_source,) if backdrop_source else ())):
         with open(path, "rb") as fh:
             h.update(hashlib.file_digest(fh, "sha256").digest())
     h.update("\0".join(f"{p.id}={p.label}" for p in photos).encode())

@@ -5,6 +5,7 @@ analyzer."""
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,10 +167,19 @@ def test_saved_runs_come_back_and_the_key_follows_the_bundle(tmp_path):
     assert back.rank.tolist() == run.rank.tolist() and back.fvu.tolist() == run.fvu.tolist()
     assert load_run(tmp_path / "missing.npz") is None
     bundle = tmp_path / "model.zip"
-    bundle.write_bytes(b"one")
+
+    def write_bundle(sae: bytes, names: bytes) -> None:
+        with zipfile.ZipFile(bundle, "w") as z:
+            z.writestr("sae.safetensors", sae)
+            z.writestr("relations.safetensors", b"relations")
+            z.writestr("names.json", names)
+
+    write_bundle(b"one", b"cat")
     photos = [Photo("b", "cup", "a cup", photo)]
     key = run_key(bundle, "bb", photos, ["cup"], None)
     assert key == run_key(bundle, "bb", photos, ["cup"], None)
     assert key != run_key(bundle, "other backbone", photos, ["cup"], None)
-    bundle.write_bytes(b"two")
+    write_bundle(b"one", b"kitten")  # renamed: the analyses are the same
+    assert key == run_key(bundle, "bb", photos, ["cup"], None)
+    write_bundle(b"two", b"cat")
     assert key != run_key(bundle, "bb", photos, ["cup"], None)
