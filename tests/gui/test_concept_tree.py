@@ -201,11 +201,13 @@ def test_model_change_resets_and_focus_search(qtbot, panel, document):
 
 
 def test_on_a_narrow_panel_the_name_column_keeps_its_share_of_the_width(qtbot, document):
-    from insight_desktop.gui.widgets.concept_tree import COLUMN_WIDTHS
+    from insight_desktop.gui.widgets.concept_tree import COLUMN_WIDTHS, NARROW_INDENT, WIDE_INDENT
 
     narrow = show_widget(qtbot, ConceptTreePanel(document), 230, 400)  # the left dock on a laptop at 150 %
     header = narrow.view.header()
-    qtbot.waitUntil(lambda: header.sectionSize(Column.NAME) >= 0.3 * narrow.view.width())
+    qtbot.waitUntil(lambda: header.sectionSize(Column.NAME) >= 0.5 * narrow.view.viewport().width())
     assert header.length() <= narrow.view.viewport().width() + 1  # no sideways scrolling
+    assert narrow.view.indentation() == NARROW_INDENT
     narrow.resize(700, 400)
     qtbot.waitUntil(lambda: [header.sectionSize(c) for c, _ in COLUMN_WIDTHS] == [w for _, w in COLUMN_WIDTHS])
+    assert narrow.view.indentation() == WIDE_INDENT
