@@ -9,6 +9,9 @@ file must match ``visual.txt`` and the current templates (rebuild it with ``make
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -198,3 +201,28 @@ def test_shipped_file_matches_the_default_vocabulary_templates_and_bridge():
         for j, family in enumerate(FAMILIES):
             direct = torch.nn.functional.normalize(bb.encode_text(family_texts(vocab.terms[i], family)).mean(0), dim=0)
             assert float(direct @ torch.from_numpy(emb[i, j])) > 0.9999, (vocab.terms[i], family)
+
+
+def test_an_edited_vocabulary_reuses_the_rows_of_unchanged_terms(tmp_path):
+    """scripts/build_demo_vocab_text.py --reuse-vocab: a term's rows come back exactly from the
+    file made for the old list; a file made for another list (or text model) gives nothing."""
+    from insight_desktop.core.concepts.vocab import load_vocabulary
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from build_demo_vocab_text import reusable_rows
+
+    old_file = tmp_path / "old.txt"
+    old_file.write_text("cat\nsister\nspoon\n", encoding="utf-8")
+    old = load_vocabulary(old_file)
+    backbone = SimpleNamespace(text_identity="minilm@x/bridge@y", bridge_W=torch.zeros(4, 8))
+    means = np.random.default_rng(0).normal(size=(3, len(FAMILIES), 4)).astype(np.float16)
+    path = tmp_path / "means.safetensors"
+    dvt.write_family_means(path, means, dvt.file_metadata(backbone.text_identity, old.name, old.sha256,
+                                                          templates_sha256(), FAMILIES, 3))
+    rows = reusable_rows(path, old_file, backbone)
+    assert list(rows) == ["cat", "sister", "spoon"]
+    assert np.array_equal(rows["spoon"], means[2].astype(np.float32))
+    other = tmp_path / "other.txt"
+    other.write_text("cat\nspoon\n", encoding="utf-8")
+    assert reusable_rows(path, other, backbone) == {}
+    assert reusable_rows(path, old_file, SimpleNamespace(text_identity="clip", bridge_W=torch.zeros(4, 8))) == {}
