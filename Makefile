@@ -64,6 +64,8 @@ demo-prompts: $(STAMP)
 # Rebuild resources/models/demo-vocab-text.safetensors (10–25 min on 2 CPU cores): after a change of
 # the demo backbone's bridge, of resources/vocab/visual.txt or of the naming templates, so naming a
 # first model with the demo backbone encodes no text (tests/core/test_demo_vocab_text.py checks it).
+# After an edit of visual.txt alone, `scripts/build_demo_vocab_text.py --reuse-vocab OLD.txt` encodes
+# only the new terms (seconds; OLD.txt: e.g. `git show HEAD:resources/vocab/visual.txt`).
 demo-vocab: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) scripts/build_demo_vocab_text.py
 
