@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_demo_photos import MANIFEST, default_cache  # noqa: E402
 
 SIZE = 448
-#: concepts per patch; docs/demo-model.md explains why the demo model has more than the reference 12
+#: concepts per patch, as in the reference model (docs/demo-model.md measures what a larger k buys)
 K = 12
 
 
@@ -158,12 +158,16 @@ def main(argv=None) -> int:
         work = args.work or Path(tmp)
         views = work / "views"
         done = views / ".complete"  # the views of a --work folder are written once
+        settings = f"scene views {args.scene_views}, cut-out views {args.cutout_views}, seed {args.seed}"
         if not done.exists():
             views.mkdir(parents=True, exist_ok=True)
             n = write_views(views, scenes, cutouts, scene_views=args.scene_views,
                             cutout_views=args.cutout_views, seed=args.seed)
-            done.write_text(f"{n} views, seed {args.seed}\n")
-        print(f"{done.read_text().strip()} of {len(scenes)} scenes and {len(cutouts)} cut-outs", file=sys.stderr)
+            done.write_text(f"{n} views; {settings}\n")
+        elif not done.read_text().strip().endswith(settings):
+            raise SystemExit(f"{work} holds views made with other settings ({done.read_text().strip()}): "
+                             "use another --work folder")
+        print(f"{done.read_text().strip()}; {len(scenes)} scenes and {len(cutouts)} cut-outs", file=sys.stderr)
         if args.keep_views:
             args.keep_views.mkdir(parents=True, exist_ok=True)
             for f in views.glob("*.png"):
