@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--cutout-views", type=int, default=3, help="composed views per cut-out")
     p.add_argument("--concepts", type=int, default=1024)
     p.add_argument("--k", type=int, default=K, help="concepts per patch (BatchTopK)")
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-views", type=Path, help="also copy the views into this folder (to look at them)")
     p.add_argument("--work", type=Path, help="keep the views and the build's work folder here: running the "

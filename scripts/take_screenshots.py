@@ -62,9 +62,9 @@ def main() -> int:
     wait_analysis()
     shot("01-heatmap")
 
-    window.tree.search.setText("missile")
+    window.tree.search.setText("aircraft")
     settle(0.8)
-    hits = doc.catalog.find("missile")
+    hits = doc.catalog.find("aircraft")
     if len(hits):
         active = [int(j) for j in hits if doc.concept_activation(int(j)) > 0]
         doc.select_concept(active[0] if active else int(hits[0]))
