@@ -33,8 +33,8 @@ SEARCH_DEBOUNCE_MS = 150
 #: at most this many ancestors are expanded to reveal matches (expanding is per index, in Python)
 MAX_EXPANDED = 2000
 SORT_MODES = ("Hierarchy", "Activation")
-#: the numeric columns' widths (px) on a wide panel; on a narrow one (a laptop at 150 %) they
-#: shrink so that the name keeps 40 % of the width (it was squeezed to "Nan" behind a scroll bar)
+#: the numeric columns' widths (px) on a wide panel; on a narrower one they shrink so that the
+#: name keeps 40 % of the width, 55 % below NARROW_VIEW (a laptop at 150 %; see _fit_columns)
 COLUMN_WIDTHS = ((Column.LEVEL, 44), (Column.ACTIVATION, 72), (Column.FREQUENCY, 72))
 #: indentation per tree level (px), and below which view width the narrow one applies
 WIDE_INDENT, NARROW_INDENT, NARROW_VIEW = 20, 10, 280
